@@ -1,0 +1,126 @@
+"""Command line: `deletion-consumer run | demo | produce | sandbox | config`.
+
+Parses, loads settings, and hands over; a bad setting exits 2 with one line naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from consumer.settings import Settings, SettingsError, add_arguments, from_args
+
+EXIT_BAD_SETTING = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deletion-consumer",
+        description="Turns Avro deletion events on Kafka into Mem0 deletes, at least once.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="consume until SIGTERM/SIGINT, then drain and commit")
+    add_arguments(run)
+
+    config = commands.add_parser("config", help="print the effective configuration, masked")
+    add_arguments(config)
+
+    demo = commands.add_parser(
+        "demo", help="local broker + Mem0 sandbox: publish sample events, consume, show the result"
+    )
+    demo.add_argument("--partitions", type=int, default=3, help="input topic partitions")
+
+    produce = commands.add_parser("produce", help="publish events from JSON lines on stdin")
+    add_arguments(produce)
+    produce.add_argument("--topic", help="default: the first of DELETION_TOPICS")
+    produce.add_argument(
+        "--framing",
+        choices=("single-object", "registry"),
+        default=None,
+        help="wire format (default: registry when SCHEMA_REGISTRY_URL is set, else single-object)",
+    )
+    produce.add_argument(
+        "--subject", help="registry subject (default: <topic>-value)", default=None
+    )
+
+    sandbox = commands.add_parser("sandbox", help="run the Mem0-compatible sandbox server")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--api-key", default=os.environ.get("SANDBOX_API_KEY", "sandbox-key"))
+    sandbox.add_argument("--latency-ms", type=float, default=0.0)
+    sandbox.add_argument("--error-rate", type=float, default=0.0)
+    sandbox.add_argument("--rate-limit-rate", type=float, default=0.0)
+    sandbox.add_argument("--job-delay-ms", type=float, default=0.0)
+    sandbox.add_argument("--job-fail-rate", type=float, default=0.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(from_args(args, os.environ))
+        if args.command == "config":
+            for name, value in from_args(args, os.environ).describe().items():
+                print(f"{name}={value}")
+            return 0
+        if args.command == "produce":
+            from consumer.produce import produce_lines
+
+            settings = from_args(args, {**os.environ, "MEM0_BACKEND": "oss"})
+            return produce_lines(
+                settings, sys.stdin, topic=args.topic, framing=args.framing, subject=args.subject
+            )
+        if args.command == "demo":
+            from consumer.demo import run_demo
+
+            return run_demo(partitions=args.partitions)
+        return _sandbox(args)
+    except SettingsError as exc:
+        print(f"deletion-consumer: bad setting {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+
+
+def _run(settings: Settings) -> int:
+    from consumer.logs import configure_logging
+    from consumer.service import serve
+
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def main_loop() -> None:
+        stop, force = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            # The first signal drains; a second one cuts the drain short.
+            (force if stop.is_set() else stop).set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await serve(settings, stop, force=force)
+
+    asyncio.run(main_loop())
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from consumer.sandbox import Faults, main_sandbox
+
+    faults = Faults(
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        job_delay_ms=args.job_delay_ms,
+        job_fail_rate=args.job_fail_rate,
+    )
+    main_sandbox(args.host, args.port, args.api_key, faults)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Bytes to DeletionEvent and back: both wire framings, Avro schema resolution, DecodeError.
+
+Wire formats (CONTRACT section 3)::
+
+    0x00 | schema id, 4 bytes big-endian | Avro body          writer schema from the registry
+    0xC3 0x01 | fingerprint, 8 bytes LE | Avro body           writer schema from schemas/
+
+What `Decoder.decode` can end in:
+
+- a `DeletionEvent`;
+- `DecodeError`: the message's own fault, dead-letter it with `reason` (`decode_error` or
+  `unknown_schema`);
+- `RegistryError` (from registry.py): not the message's fault; back off when `retriable`, else halt.
+  Never dead-letter for it, or a registry blip would throw good events away.
+
+A writer schema that Avro resolution cannot reconcile with the reader counts as `unknown_schema`,
+not `decode_error`: the bytes may be fine, this consumer just cannot read that schema yet, and
+replaying once a reader that can is deployed recovers them.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from consumer.events import DeletionEvent, event_from_record, event_to_record
+from consumer.registry import SchemaNotFound
+
+__all__ = [
+    "DECODE_ERROR",
+    "READER_FILE",
+    "UNKNOWN_SCHEMA",
+    "AvroSchema",
+    "DecodeError",
+    "DecodeReason",
+    "Decoder",
+    "Encoder",
+    "SchemaError",
+    "SchemaSource",
+    "SchemaStore",
+    "default_schema_dir",
+    "encode_record",
+    "frame_confluent",
+    "frame_single_object",
+]
+
+DecodeReason = Literal["decode_error", "unknown_schema"]
+DECODE_ERROR: Final = "decode_error"
+UNKNOWN_SCHEMA: Final = "unknown_schema"
+
+# The current reader schema's file; every other *.avsc beside it is an older or newer writer.
+READER_FILE = "deletion_event.avsc"
+
+CONFLUENT_MAGIC: Final = 0x00
+SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
+_SCHEMA_ID = struct.Struct(">I")
+_CONFLUENT_HEADER = 1 + _SCHEMA_ID.size
+_SINGLE_OBJECT_HEADER = len(SINGLE_OBJECT_MAGIC) + 8
+
+# Deeper than any real event schema; bounds the C recursion in fastavro's compiled reader.
+_MAX_DEPTH = 32
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+class DecodeError(Exception):
+    """The message cannot become an event. The message never holds payload bytes or ids."""
+
+    retriable = False
+
+    def __init__(self, reason: DecodeReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: DecodeReason = reason
+
+
+class SchemaError(ValueError):
+    """A schema this codec will not decode with: unparseable, recursive, or unbounded."""
+
+
+class SchemaSource(Protocol):
+    """Where Confluent-framed messages find their writer schema (a SchemaRegistryClient)."""
+
+    def get_schema(self, schema_id: int) -> str: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AvroSchema:
+    """One parsed schema, in the two forms the codec needs, and its identity."""
+
+    full_name: str
+    # For encoding: as written, logical types included.
+    parsed: Any
+    # For decoding: logical types dropped, so timestamp-millis stays the long that events.py
+    # wants instead of a datetime built by fastavro and taken apart again (about 15% per event).
+    decoding: Any
+    # Parsing Canonical Form: equal forms read the same bytes the same way.
+    canonical: str
+    # CRC-64-AVRO of the canonical form, as the 8 bytes single-object encoding carries.
+    fingerprint: bytes
+
+    @classmethod
+    def parse(cls, source: str | Mapping[str, Any]) -> AvroSchema:
+        """Parse Avro JSON text or its decoded form; SchemaError if it is unusable for decoding."""
+        try:
+            raw = json.loads(source) if isinstance(source, str) else dict(source)
+            parsed = parse_schema(raw)
+            decoding = parse_schema(_without_logical_types(raw))
+            canonical = to_parsing_canonical_form(parsed)
+            digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+        except Exception as exc:  # fastavro raises a zoo of types on malformed schemas
+            raise SchemaError(f"not a valid Avro schema ({type(exc).__name__})") from exc
+        _check_bounded(decoding, set(), {}, 0)
+        name = parsed.get("name", "") if isinstance(parsed, dict) else ""
+        return cls(str(name), parsed, decoding, canonical, digest)
+
+
+class SchemaStore:
+    """The reader schema and every known writer of its record, by fingerprint."""
+
+    def __init__(self, reader: AvroSchema, writers: Iterable[AvroSchema] = ()) -> None:
+        self.reader = reader
+        by_fingerprint = {reader.fingerprint: reader}
+        # Another record's schema (a receipt, say) in the same folder is not a writer of events.
+        same = (w for w in writers if w.full_name == reader.full_name)
+        by_fingerprint.update((w.fingerprint, w) for w in same)
+        self._by_fingerprint = by_fingerprint
+
+    @classmethod
+    def from_directory(cls, path: Path | str | None = None) -> SchemaStore:
+        """Load `deletion_event.avsc` as the reader and every `*.avsc` there as a writer."""
+        directory = Path(path) if path is not None else default_schema_dir()
+        if not (directory / READER_FILE).is_file():
+            raise FileNotFoundError(f"no {READER_FILE} in {directory}")
+        reader = _load(directory / READER_FILE)
+        return cls(reader, [_load(file) for file in sorted(directory.glob("*.avsc"))])
+
+    @property
+    def writers(self) -> Mapping[bytes, AvroSchema]:
+        """Every usable writer schema, the reader included, by its 8-byte fingerprint."""
+        return self._by_fingerprint
+
+
+def default_schema_dir() -> Path:
+    """The schemas shipped with the code.
+
+    A wheel carries them inside the package as `consumer/schemas_data/` (a build mapping, so
+    `schemas/` stays the one copy in the repository); a checkout reads `schemas/` directly. The
+    packaged folder is tried first so an unrelated top-level `schemas/` in site-packages is never
+    picked up by mistake.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "schemas_data", here.parent / "schemas"):
+        if (candidate / READER_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(f"{READER_FILE} is in neither {here / 'schemas_data'} nor a checkout")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to read one writer's bodies; `reader` None means no resolution is needed."""
+
+    writer: Any
+    reader: Any
+
+
+class Decoder:
+    """Framed bytes to events; parses every writer schema once and keeps its read plan."""
+
+    def __init__(
+        self,
+        store: SchemaStore,
+        registry: SchemaSource | None = None,
+        *,
+        not_found_ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reader = store.reader
+        self._registry = registry
+        self._by_fingerprint = {fp: self._plan(w) for fp, w in store.writers.items()}
+        self._by_id: dict[int, _Plan] = {}
+        # Ids are immutable: a schema we cannot use stays unusable, so remember why for good.
+        self._unusable_ids: dict[int, str] = {}
+        # A 404 may be a registry that is still replicating: ask again after a while, but not
+        # once per message of a burst.
+        self._not_found_until: dict[int, float] = {}
+        self._not_found_ttl = not_found_ttl
+        self._clock = clock
+
+    def decode(self, value: bytes | None) -> DeletionEvent:
+        """One Kafka message value to an event; DecodeError or RegistryError otherwise."""
+        if not value:
+            raise DecodeError(DECODE_ERROR, "null value" if value is None else "empty value")
+        magic = value[0]
+        if magic == CONFLUENT_MAGIC:
+            if len(value) < _CONFLUENT_HEADER:
+                raise DecodeError(DECODE_ERROR, f"Confluent header cut at {len(value)} bytes")
+            (schema_id,) = _SCHEMA_ID.unpack_from(value, 1)
+            plan = self._by_id.get(schema_id) or self._fetch(schema_id)
+            return self._read(plan, value, _CONFLUENT_HEADER)
+        if magic == SINGLE_OBJECT_MAGIC[0]:
+            if len(value) < _SINGLE_OBJECT_HEADER:
+                raise DecodeError(DECODE_ERROR, f"single-object header cut at {len(value)} bytes")
+            if value[1] != SINGLE_OBJECT_MAGIC[1]:
+                raise DecodeError(DECODE_ERROR, "single-object marker 0xC3 not followed by 0x01")
+            digest = value[2:_SINGLE_OBJECT_HEADER]
+            found = self._by_fingerprint.get(digest)
+            if found is None:
+                raise DecodeError(UNKNOWN_SCHEMA, f"unknown writer fingerprint {digest.hex()}")
+            return self._read(found, value, _SINGLE_OBJECT_HEADER)
+        raise DecodeError(DECODE_ERROR, f"unknown framing: first byte 0x{magic:02x}")
+
+    def decode_many(self, values: Sequence[bytes | None]) -> list[DeletionEvent | DecodeError]:
+        """Decode a poll's worth; a RegistryError stops the batch (retry it whole)."""
+        out: list[DeletionEvent | DecodeError] = []
+        append, decode = out.append, self.decode
+        for value in values:
+            try:
+                append(decode(value))
+            except DecodeError as exc:
+                append(exc)
+        return out
+
+    def _plan(self, writer: AvroSchema) -> _Plan:
+        if writer.canonical == self._reader.canonical:
+            # Same bytes, same meaning: skipping resolution makes fastavro's read much cheaper.
+            return _Plan(self._reader.decoding, None)
+        return _Plan(writer.decoding, self._reader.decoding)
+
+    def _fetch(self, schema_id: int) -> _Plan:
+        if self._registry is None:
+            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id}: no schema registry set")
+        unusable = self._unusable_ids.get(schema_id)
+        if unusable is not None:
+            raise DecodeError(UNKNOWN_SCHEMA, unusable)
+        until = self._not_found_until.get(schema_id)
+        if until is not None and self._clock() < until:
+            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id} not in the registry")
+        try:
+            text = self._registry.get_schema(schema_id)
+        except SchemaNotFound as exc:
+            self._not_found_until[schema_id] = self._clock() + self._not_found_ttl
+            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id} not in the registry") from exc
+        # RegistryUnavailable and other RegistryErrors propagate: not this message's fault.
+        self._not_found_until.pop(schema_id, None)
+        try:
+            writer = AvroSchema.parse(text)
+        except SchemaError as exc:
+            message = f"schema id {schema_id} is unusable: {exc}"
+            self._unusable_ids[schema_id] = message
+            raise DecodeError(UNKNOWN_SCHEMA, message) from exc
+        if _unqualified(writer.full_name) != _unqualified(self._reader.full_name):
+            message = f"schema id {schema_id} is not a {self._reader.full_name}"
+            self._unusable_ids[schema_id] = message
+            raise DecodeError(UNKNOWN_SCHEMA, message)
+        plan = self._by_id[schema_id] = self._plan(writer)
+        return plan
+
+    def _read(self, plan: _Plan, value: bytes, start: int) -> DeletionEvent:
+        fo = BytesIO(value)  # shares the bytes, no copy; seek instead of slicing the header off
+        fo.seek(start)
+        try:
+            record = schemaless_reader(fo, plan.writer, plan.reader, return_record_name=True)
+        except SchemaResolutionError as exc:
+            raise DecodeError(UNKNOWN_SCHEMA, "writer schema does not resolve to reader") from exc
+        except Exception as exc:  # arbitrary bytes make fastavro raise almost anything
+            raise DecodeError(
+                DECODE_ERROR,
+                f"body does not match its schema ({type(exc).__name__} at byte {fo.tell()} "
+                f"of {len(value)})",
+            ) from exc
+        end = fo.tell()
+        if end != len(value):
+            raise DecodeError(DECODE_ERROR, f"{len(value) - end} trailing bytes after the record")
+        if not isinstance(record, dict):
+            raise DecodeError(DECODE_ERROR, "body is not a record")
+        try:
+            return event_from_record(record)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DecodeError(DECODE_ERROR, f"not an event ({type(exc).__name__})") from exc
+
+
+class Encoder:
+    """Events (or raw records, for `produce` and tests) to framed bytes."""
+
+    def __init__(self, store: SchemaStore) -> None:
+        self._reader = store.reader
+
+    def single_object(
+        self, event: DeletionEvent | Mapping[str, Any], schema: AvroSchema | None = None
+    ) -> bytes:
+        """Avro single-object encoding, written with `schema` (default: the reader schema)."""
+        writer = schema or self._reader
+        return frame_single_object(encode_record(_record(event), writer), writer.fingerprint)
+
+    def confluent(
+        self,
+        event: DeletionEvent | Mapping[str, Any],
+        schema_id: int,
+        schema: AvroSchema | None = None,
+    ) -> bytes:
+        """Confluent framing; `schema` must be what the registry holds under `schema_id`."""
+        return frame_confluent(encode_record(_record(event), schema or self._reader), schema_id)
+
+
+def encode_record(record: Mapping[str, Any], schema: AvroSchema) -> bytes:
+    """The bare Avro body of `record`; a union of records takes `(full_name, fields)`."""
+    buffer = BytesIO()
+    # Not strict=True: fastavro 1.13's strict mode rejects a missing field whose default is null.
+    # Missing fields take their default; jsonlines.py refuses unknown fields before this.
+    schemaless_writer(buffer, schema.parsed, dict(record))
+    return buffer.getvalue()
+
+
+def frame_single_object(body: bytes, digest: bytes) -> bytes:
+    return SINGLE_OBJECT_MAGIC + digest + body
+
+
+def frame_confluent(body: bytes, schema_id: int) -> bytes:
+    return bytes((CONFLUENT_MAGIC,)) + _SCHEMA_ID.pack(schema_id) + body
+
+
+def _record(event: DeletionEvent | Mapping[str, Any]) -> Mapping[str, Any]:
+    return event_to_record(event) if isinstance(event, DeletionEvent) else event
+
+
+def _load(file: Path) -> AvroSchema:
+    try:
+        return AvroSchema.parse(file.read_text(encoding="utf-8"))
+    except SchemaError as exc:
+        raise SchemaError(f"{file.name}: {exc}") from exc
+
+
+def _unqualified(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_without_logical_types(v) for v in schema]
+    return schema
+
+
+def _check_bounded(schema: Any, open_names: set[str], widths: dict[str, bool], depth: int) -> bool:
+    """Refuse writer schemas whose reading has no bound; True if a value may take zero bytes.
+
+    fastavro's compiled reader recurses in C, so data nested through a recursive schema crashes
+    the process (a segfault, not an exception) at a few thousand levels; and an array of
+    zero-width items (null, empty records) lets a 10-byte count spin for ever. Neither can
+    describe a deletion event, and a registry or a file could hand us either.
+    """
+    if depth > _MAX_DEPTH:
+        raise SchemaError(f"schema nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(schema, str):
+        if schema in _PRIMITIVES:
+            return schema == "null"
+        if schema in open_names:
+            raise SchemaError("recursive schemas are not supported")
+        if schema not in widths:
+            raise SchemaError("schema refers to an undefined type")
+        return widths[schema]
+    if isinstance(schema, list):
+        for branch in schema:
+            _check_bounded(branch, open_names, widths, depth + 1)
+        return False  # the branch index takes a byte
+    if not isinstance(schema, dict):
+        raise SchemaError("schema node is neither a name, a union nor an object")
+    kind = schema.get("type")
+    name = str(schema.get("name"))
+    if kind in ("record", "error"):
+        open_names.add(name)
+        fields = [
+            _check_bounded(field["type"], open_names, widths, depth + 1)
+            for field in schema["fields"]
+        ]
+        open_names.discard(name)
+        widths[name] = all(fields)
+        return widths[name]
+    if kind == "enum":
+        widths[name] = False
+        return False
+    if kind == "fixed":
+        widths[name] = schema.get("size") == 0
+        return widths[name]
+    if kind == "array":
+        if _check_bounded(schema["items"], open_names, widths, depth + 1):
+            raise SchemaError("array of zero-width items")
+        return False
+    if kind == "map":
+        _check_bounded(schema["values"], open_names, widths, depth + 1)
+        return False  # every entry carries a key
+    return _check_bounded(kind, open_names, widths, depth + 1)

@@ -1,0 +1,85 @@
+"""Dead-letter records: the original record byte for byte, with the reason in `dlq.*` headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+__all__ = [
+    "DLQ_REASONS",
+    "DeadLetter",
+    "Headers",
+    "dead_letter_headers",
+    "headers_of",
+    "one_line",
+]
+
+DLQ_REASONS = (
+    "decode_error",
+    "unknown_schema",
+    "invalid_scope",
+    "unsupported_scope",
+    "rejected",
+    "retries_exhausted",
+    "verification_failed",
+)
+
+_ERROR_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why and where from: everything the headers say besides the original record."""
+
+    reason: str
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    attempts: int
+    group: str
+    event_id: str | None = None
+    http_status: int | None = None
+
+
+def one_line(text: str, limit: int = _ERROR_LIMIT) -> str:
+    """White space folded to single spaces, cut to `limit` bytes of UTF-8."""
+    folded = " ".join(text.split())
+    encoded = folded.encode("utf-8")[:limit]
+    return encoded.decode("utf-8", errors="ignore")
+
+
+Headers = list[tuple[str, bytes | None]]
+
+
+def headers_of(message: object) -> Headers:
+    """A consumed message's headers as a list (a header's value may be null)."""
+    raw = getattr(message, "headers")()  # noqa: B009 - confluent's Message, typed loosely
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), v.encode() if isinstance(v, str) else v) for k, v in items]
+
+
+def dead_letter_headers(original: Headers, letter: DeadLetter, failed_at: float) -> Headers:
+    """The original headers, unchanged and first, then the `dlq.*` headers of CONTRACT §6."""
+    added = {
+        "dlq.reason": letter.reason,
+        "dlq.error": one_line(letter.error),
+        "dlq.original.topic": letter.topic,
+        "dlq.original.partition": str(letter.partition),
+        "dlq.original.offset": str(letter.offset),
+        "dlq.attempts": str(letter.attempts),
+        "dlq.failed_at": datetime.fromtimestamp(failed_at, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+        "dlq.consumer.group": letter.group,
+    }
+    if letter.timestamp_ms is not None:
+        added["dlq.original.timestamp"] = str(letter.timestamp_ms)
+    if letter.event_id is not None:
+        added["dlq.event_id"] = letter.event_id
+    if letter.http_status is not None:
+        added["dlq.http_status"] = str(letter.http_status)
+    return [*original, *((name, value.encode("utf-8")) for name, value in added.items())]

@@ -1,0 +1,224 @@
+"""The deletion event model and the scopes (filters) it asks to delete.
+
+Pure data: no I/O, no clock. The codec builds these from Avro records; the planner turns them
+into Mem0 operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ENTITY_KEYS",
+    "REASONS",
+    "DeletionEvent",
+    "EventType",
+    "Scope",
+    "event_from_record",
+    "event_to_record",
+    "partition_key",
+]
+
+# The identifiers Mem0 scopes memories by, in the order Mem0's docs list them.
+ENTITY_KEYS = ("user_id", "agent_id", "run_id", "app_id")
+
+# memory.deletion.ErasureReason: bounded, so fit for a metric label.
+REASONS = ("USER_REQUEST", "GDPR", "CCPA", "RETENTION", "ADMIN", "OTHER")
+
+
+class EventType(StrEnum):
+    """The payload record of an event; the value is the metric label."""
+
+    USER_DELETED = "user_deleted"
+    SESSION_EXPIRED = "session_expired"
+    SCOPE_DELETED = "scope_deleted"
+    MEMORIES_DELETED = "memories_deleted"
+
+    @property
+    def record_name(self) -> str:
+        return _RECORD_NAMES[self]
+
+
+_RECORD_NAMES = {
+    EventType.USER_DELETED: "UserDeleted",
+    EventType.SESSION_EXPIRED: "SessionExpired",
+    EventType.SCOPE_DELETED: "ScopeDeleted",
+    EventType.MEMORIES_DELETED: "MemoriesDeleted",
+}
+_TYPES_BY_RECORD = {name: kind for kind, name in _RECORD_NAMES.items()}
+
+
+def _clean(value: object) -> str | None:
+    """An identifier that is absent, empty or only white space counts as absent."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A filter: the memories matching every entry (AND).
+
+    Entries are normalised (trimmed, empty ones dropped) and sorted, so two scopes that ask for
+    the same memories are equal and hash alike.
+    """
+
+    entities: tuple[tuple[str, str], ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        app_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Scope:
+        raw = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id, "app_id": app_id}
+        entities = tuple(
+            (key, cleaned) for key in ENTITY_KEYS if (cleaned := _clean(raw[key])) is not None
+        )
+        meta = tuple(
+            sorted(
+                (str(key), cleaned)
+                for key, value in (metadata or {}).items()
+                if _clean(key) is not None and (cleaned := _clean(value)) is not None
+            )
+        )
+        return cls(entities, meta)
+
+    def entries(self) -> frozenset[tuple[str, str]]:
+        """Every key/value the filter requires; metadata keys are prefixed to keep them apart."""
+        return frozenset(self.entities) | {("metadata." + k, v) for k, v in self.metadata}
+
+    def covers(self, other: Scope) -> bool:
+        """A covers B when every key/value of A is also in B: A's memories include B's."""
+        return bool(self.entities or self.metadata) and self.entries() <= other.entries()
+
+    def matches(self, memory: Mapping[str, Any]) -> bool:
+        """Whether a memory (a dict with entity keys and a `metadata` dict) is in this scope."""
+        meta = memory.get("metadata") or {}
+        return all(memory.get(k) == v for k, v in self.entities) and all(
+            meta.get(k) == v for k, v in self.metadata
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.entities) + len(self.metadata)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.entities
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.entities)
+
+    def key_names(self) -> tuple[str, ...]:
+        """The identifier names without their values (safe to log, label or put in a receipt)."""
+        names = tuple(k for k, _ in self.entities)
+        return names + (("metadata",) if self.metadata else ())
+
+    def values(self) -> Iterable[str]:
+        yield from (v for _, v in self.entities)
+        yield from (v for _, v in self.metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionEvent:
+    """One decoded `memory.deletion.DeletionEvent`.
+
+    `scope` is set for the filter types; `memory_ids` for MemoriesDeleted (trimmed, empty ones
+    dropped, first occurrence kept). `user_id` of MemoriesDeleted is informational and kept apart
+    so it can never widen the delete.
+    """
+
+    event_id: str
+    occurred_at_ms: int
+    type: EventType
+    scope: Scope | None = None
+    memory_ids: tuple[str, ...] = ()
+    source: str = "unknown"
+    reason: str = "OTHER"
+    informational_user_id: str | None = field(default=None, compare=False)
+
+
+def event_from_record(record: Mapping[str, Any]) -> DeletionEvent:
+    """Build an event from a decoded Avro record.
+
+    The payload must come as `(record_name, fields)`, as fastavro returns a union of records
+    with `return_record_name=True`; the namespace prefix is optional.
+    """
+    name, body = record["payload"]
+    kind = _TYPES_BY_RECORD.get(name.rsplit(".", 1)[-1])
+    if kind is None:
+        raise ValueError(f"unknown payload record {name!r}")
+    common: dict[str, Any] = {
+        "event_id": str(record["event_id"]),
+        "occurred_at_ms": _millis(record["occurred_at"]),
+        "source": str(record.get("source", "unknown")),
+        "reason": str(record.get("reason", "OTHER")),
+        "type": kind,
+    }
+    if kind is EventType.MEMORIES_DELETED:
+        ids = dict.fromkeys(c for raw in body["memory_ids"] if (c := _clean(raw)) is not None)
+        return DeletionEvent(
+            **common,
+            memory_ids=tuple(ids),
+            informational_user_id=_clean(body.get("user_id")),
+        )
+    scope = Scope.of(
+        user_id=body.get("user_id"),
+        agent_id=body.get("agent_id"),
+        run_id=body.get("run_id"),
+        app_id=body.get("app_id"),
+        metadata=body.get("metadata"),
+    )
+    return DeletionEvent(**common, scope=scope)
+
+
+def event_to_record(event: DeletionEvent) -> dict[str, Any]:
+    """The Avro record of an event, for encoders (payload as `(record_name, fields)`)."""
+    body: dict[str, Any]
+    if event.type is EventType.MEMORIES_DELETED:
+        body = {"memory_ids": list(event.memory_ids), "user_id": event.informational_user_id}
+    else:
+        assert event.scope is not None
+        body = {**event.scope.as_dict()}
+        if event.type is EventType.SCOPE_DELETED:
+            body["metadata"] = dict(event.scope.metadata)
+    return {
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at_ms,
+        "source": event.source,
+        "reason": event.reason,
+        "payload": ("memory.deletion." + event.type.record_name, body),
+    }
+
+
+def partition_key(record: Mapping[str, Any]) -> bytes | None:
+    """The input topic's key (CONTRACT §1): the user id, else the run id, as UTF-8; else null.
+
+    One subject's events then share a partition, so they are carried out in order.
+    """
+    _name, body = record["payload"]
+    for key in ("user_id", "run_id"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.encode("utf-8")
+    return None
+
+
+def _millis(value: object) -> int:
+    """timestamp-millis arrives as a datetime from fastavro's logical-type reader, or an int."""
+    if isinstance(value, int):
+        return value
+    timestamp = getattr(value, "timestamp", None)
+    if timestamp is None:
+        raise ValueError(f"occurred_at is not a timestamp: {type(value).__name__}")
+    return round(float(timestamp()) * 1000)

@@ -1,0 +1,335 @@
+"""Carries out planned operations against Mem0: retries, job watching, exact scope resolution,
+and splitting of rejected batches.
+
+An operation either succeeds for all the events it serves, or reports, per event, why it could
+not (`Failure`). Transient errors are retried with the policy's backoff until its budget runs out;
+an auth failure parks every call until the downstream answers again; a rejected batch is split
+in halves until the offending ids are isolated, so only their events fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TypeVar
+
+from consumer.events import Scope
+from consumer.mem0 import AuthError, JobStatus, Mem0Client, RejectedError, TransientError
+from consumer.planner import DeleteAll, DeleteIds, Operation, Ref, ResolveScope
+from consumer.retry import RetryPolicy
+
+__all__ = ["Downstream", "DownstreamState", "Executor", "Failure", "Outcome"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Compound scopes are resolved this many ids at a time (the Platform's batch limit).
+_RESOLVE_CHUNK = 1000
+# A scope whose listing stops shrinking for this many rounds is not being deleted.
+_STALLED_ROUNDS = 3
+
+
+class DownstreamState(IntEnum):
+    """The value of the `downstream_state` gauge."""
+
+    OK = 0
+    BACKING_OFF = 1
+    HALTED = 2
+
+
+@dataclass(slots=True)
+class Failure:
+    """Why an event could not be served; becomes its dead-letter headers."""
+
+    reason: str  # rejected, retries_exhausted or verification_failed
+    message: str
+    attempts: int
+    http_status: int | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What an operation did: the events it failed (none on success), and the calls it made."""
+
+    failures: dict[Ref, Failure] = field(default_factory=dict)
+    calls: int = 0
+    finished_at: float = 0.0  # wall clock of the confirming response
+
+
+@dataclass(slots=True)
+class _Tally:
+    calls: int = 0
+    last_status: int | None = None
+
+
+class _GaveUp(Exception):
+    def __init__(self, reason: str, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+class Downstream:
+    """Shared state of the Mem0 side. While halted (401/403), calls wait and a slow probe runs."""
+
+    def __init__(
+        self,
+        client: Mem0Client,
+        *,
+        probe_interval_s: float = 15.0,
+        on_change: Callable[[DownstreamState], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._probe_interval_s = probe_interval_s
+        self._on_change = on_change or (lambda _state: None)
+        self._open = asyncio.Event()
+        self._open.set()
+        self._probe: asyncio.Task[None] | None = None
+        self.state = DownstreamState.OK
+
+    def _set(self, state: DownstreamState) -> None:
+        if state is not self.state:
+            self.state = state
+            self._on_change(state)
+
+    async def wait_open(self) -> None:
+        await self._open.wait()
+
+    def succeeded(self) -> None:
+        if self.state is DownstreamState.BACKING_OFF:
+            self._set(DownstreamState.OK)
+
+    def backing_off(self) -> None:
+        if self.state is DownstreamState.OK:
+            self._set(DownstreamState.BACKING_OFF)
+
+    def halt(self, error: AuthError) -> None:
+        if self.state is DownstreamState.HALTED:
+            return
+        log.error(
+            "downstream halted: authentication refused; probing until it is accepted",
+            extra={"status": error.status, "operation": error.operation},
+        )
+        self._open.clear()
+        self._set(DownstreamState.HALTED)
+        self._probe = asyncio.get_running_loop().create_task(self._probe_until_open())
+
+    async def _probe_until_open(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_interval_s)
+            try:
+                await self._client.probe()
+            except (AuthError, TransientError, RejectedError):
+                continue
+            log.warning("downstream resumed: authentication accepted again")
+            self._set(DownstreamState.OK)
+            self._open.set()
+            return
+
+    async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+
+
+class Executor:
+    """Runs one operation at a time per call to `run`; many `run`s may be in flight at once."""
+
+    def __init__(
+        self,
+        client: Mem0Client,
+        downstream: Downstream,
+        policy: RetryPolicy,
+        *,
+        job_poll_s: float = 0.1,
+        job_poll_cap_s: float = 2.0,
+        on_retry: Callable[[str, int | None], None] | None = None,
+        draw: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._caps = client.caps
+        self._downstream = downstream
+        self._policy = policy
+        self._job_poll_s = job_poll_s
+        self._job_poll_cap_s = job_poll_cap_s
+        self._on_retry = on_retry or (lambda _op, _reason: None)
+        self._draw = draw
+        self._clock = clock
+        self._wall = wall
+        self._sleep = sleep
+
+    async def run(self, operation: Operation) -> Outcome:
+        tally = _Tally()
+        outcome = Outcome()
+        try:
+            if isinstance(operation, DeleteIds):
+                outcome.failures = await self._delete_ids(operation, tally)
+            elif isinstance(operation, DeleteAll):
+                await self._delete_all(operation.scope, tally)
+            else:
+                failure = await self._resolve(operation, tally)
+                if failure is not None:
+                    outcome.failures = dict.fromkeys(operation.refs, failure)
+        except _GaveUp as exc:
+            failure = Failure(exc.reason, str(exc), tally.calls, exc.status)
+            outcome.failures = dict.fromkeys(operation.refs, failure)
+        outcome.calls = tally.calls
+        outcome.finished_at = self._wall()
+        return outcome
+
+    async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]], tally: _Tally) -> T:
+        """One logical call, retried until it succeeds, is rejected, or the budget runs out."""
+        started = self._clock()
+        attempt = 0
+        while True:
+            await self._downstream.wait_open()
+            tally.calls += 1
+            try:
+                result = await call()
+            except AuthError as exc:
+                # Nothing is dead-lettered for a credentials problem: wait for it to be fixed.
+                tally.last_status = exc.status
+                self._downstream.halt(exc)
+                continue
+            except TransientError as exc:
+                tally.last_status = exc.status
+                delay = self._policy.delay(attempt, self._draw(), exc.retry_after_s)
+                if self._policy.gives_up(started, self._clock(), delay):
+                    raise _GaveUp("retries_exhausted", str(exc), exc.status) from exc
+                self._on_retry(operation, exc.status)
+                self._downstream.backing_off()
+                attempt += 1
+                await self._sleep(delay)
+                continue
+            except RejectedError as exc:
+                tally.last_status = exc.status
+                raise
+            tally.last_status = 200
+            self._downstream.succeeded()
+            return result
+
+    async def _delete_all(self, scope: Scope, tally: _Tally) -> None:
+        async def start_and_watch() -> None:
+            job_id = await self._retrying(
+                "delete_all", lambda: self._client.delete_all(scope), tally
+            )
+            if job_id is None:
+                await self._verify_empty(scope, tally)
+                return
+            status = await self._watch(job_id, tally)
+            if status.status != "SUCCEEDED":
+                # A FAILED job is retried like a failed call.
+                raise TransientError(
+                    f"delete job FAILED: {status.error or 'no reason given'}",
+                    operation="delete_all",
+                )
+
+        try:
+            await self._retrying("delete_all", start_and_watch, tally)
+        except RejectedError as exc:
+            raise _GaveUp("rejected", str(exc), exc.status) from exc
+
+    async def _watch(self, job_id: str, tally: _Tally) -> JobStatus:
+        interval = self._job_poll_s
+        while True:
+            await self._sleep(interval)
+            status = await self._retrying(
+                "job_status", lambda: self._client.job_status(job_id), tally
+            )
+            if status.finished:
+                return status
+            interval = min(interval * 1.5, self._job_poll_cap_s)
+
+    async def _verify_empty(self, scope: Scope, tally: _Tally) -> None:
+        """After a synchronous delete_all: list, and delete again until nothing is left.
+
+        Older self-hosted servers deleted only the first 100 matches while reporting success.
+        """
+        remaining = await self._retrying(
+            "list", lambda: self._client.list_ids(scope, _RESOLVE_CHUNK), tally
+        )
+        stalled = 0
+        while remaining:
+            before = len(remaining)
+            await self._retrying("delete_all", lambda: self._client.delete_all(scope), tally)
+            remaining = await self._retrying(
+                "list", lambda: self._client.list_ids(scope, _RESOLVE_CHUNK), tally
+            )
+            stalled = stalled + 1 if len(remaining) >= before else 0
+            if stalled >= _STALLED_ROUNDS:
+                raise _GaveUp(
+                    "verification_failed",
+                    f"{len(remaining)} memories still match after delete_all",
+                    tally.last_status,
+                )
+
+    async def _resolve(self, operation: ResolveScope, tally: _Tally) -> Failure | None:
+        """A compound scope: list with the AND filter, delete those ids, until none is left."""
+        scope = operation.scope
+        refused: set[str] = set()
+        last_refusal: RejectedError | None = None
+        stalled = 0
+        while True:
+            listed = await self._retrying(
+                "list", lambda: self._client.list_ids(scope, _RESOLVE_CHUNK + len(refused)), tally
+            )
+            todo = [memory_id for memory_id in listed if memory_id not in refused]
+            if not todo:
+                break
+            bad = await self._delete_chunk(todo, tally)
+            for memory_id, error in bad:
+                refused.add(memory_id)
+                last_refusal = error
+            stalled = stalled + 1 if len(bad) == len(todo) else 0
+            if stalled >= _STALLED_ROUNDS:
+                break
+        if last_refusal is not None:
+            return Failure("rejected", str(last_refusal), tally.calls, last_refusal.status)
+        return None
+
+    async def _delete_ids(self, operation: DeleteIds, tally: _Tally) -> dict[Ref, Failure]:
+        bad = await self._delete_chunk(list(operation.ids), tally)
+        if not bad:
+            return {}
+        owners = dict(zip(operation.ids, operation.owners, strict=True))
+        failures: dict[Ref, Failure] = {}
+        for memory_id, error in bad:
+            for ref in owners[memory_id]:
+                failures.setdefault(ref, Failure("rejected", str(error), tally.calls, error.status))
+        return failures
+
+    async def _delete_chunk(self, ids: list[str], tally: _Tally) -> list[tuple[str, RejectedError]]:
+        """Delete ids; the ones refused, each with its rejection."""
+        if not self._caps.batch_endpoint:
+            results = await asyncio.gather(*(self._delete_one(i, tally) for i in ids))
+            return [(i, error) for i, error in zip(ids, results, strict=True) if error is not None]
+        return await self._delete_batch(ids, tally)
+
+    async def _delete_one(self, memory_id: str, tally: _Tally) -> RejectedError | None:
+        try:
+            await self._retrying("delete", lambda: self._client.delete(memory_id), tally)
+        except RejectedError as exc:
+            return exc
+        return None
+
+    async def _delete_batch(self, ids: list[str], tally: _Tally) -> list[tuple[str, RejectedError]]:
+        """A rejected batch is split in halves until the offending ids stand alone."""
+        try:
+            await self._retrying("batch_delete", lambda: self._client.batch_delete(ids), tally)
+        except RejectedError as exc:
+            if len(ids) == 1:
+                # A lone id that is not there is already deleted.
+                return [] if exc.status == 404 else [(ids[0], exc)]
+            middle = len(ids) // 2
+            halves = await asyncio.gather(
+                self._delete_batch(ids[:middle], tally), self._delete_batch(ids[middle:], tally)
+            )
+            return halves[0] + halves[1]
+        return []

@@ -1,0 +1,203 @@
+"""One flush, start to finish: decode, plan, carry out, and settle every record.
+
+A record is settled exactly once: deleted, dead-lettered (after the broker acknowledged the dead
+letter), or as a duplicate of an earlier record of the same flush. `settle` is the app's hook to
+mark its offset done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from consumer.codec import DecodeError, Decoder
+from consumer.dlq import DeadLetter, dead_letter_headers, headers_of
+from consumer.events import DeletionEvent
+from consumer.executor import Executor, Failure
+from consumer.metrics import Metrics
+from consumer.planner import Capabilities, Operation, Ref, Rejection, plan
+from consumer.producer import AsyncProducer, DeliveryError
+from consumer.registry import RegistryUnavailable
+
+__all__ = ["DeadLetterSink", "Flush", "Record"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_CAP_S = 30.0
+
+
+@dataclass(slots=True)
+class Record:
+    """One consumed record, where it came from, and the assignment epoch it was read in."""
+
+    message: Message
+    tp: tuple[str, int]
+    offset: int
+    epoch: int
+
+
+class DeadLetterSink:
+    """Writes dead letters and returns only once the broker has acknowledged them."""
+
+    def __init__(
+        self, producer: AsyncProducer, *, topic: str, group: str, metrics: Metrics
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._group = group
+        self._metrics = metrics
+
+    def letter(
+        self,
+        record: Record,
+        reason: str,
+        error: str,
+        event_id: str | None,
+        failure: Failure | None = None,
+    ) -> DeadLetter:
+        kind, stamp = record.message.timestamp()
+        return DeadLetter(
+            reason=reason,
+            error=error,
+            topic=record.tp[0],
+            partition=record.tp[1],
+            offset=record.offset,
+            timestamp_ms=stamp if kind else None,
+            attempts=failure.attempts if failure else 0,
+            group=self._group,
+            event_id=event_id,
+            http_status=failure.http_status if failure else None,
+        )
+
+    async def write(self, record: Record, letter: DeadLetter, event_type: str) -> None:
+        message = record.message
+        headers = dead_letter_headers(headers_of(message), letter, time.time())
+        delay = 0.5
+        while True:
+            try:
+                await self._producer.send(
+                    self._topic, key=message.key(), value=message.value(), headers=headers
+                )
+                break
+            except DeliveryError as exc:
+                # Not acknowledged, so not finished: the offset stays uncommitted meanwhile.
+                log.error("dead-letter write failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_CAP_S)
+        self._metrics.dlq[letter.reason].inc()
+        self._metrics.events[(event_type, "dead_lettered")].inc()
+
+
+class Flush:
+    def __init__(
+        self,
+        records: list[Record],
+        *,
+        decoder: Decoder,
+        caps: Capabilities,
+        executor: Executor,
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        settle: Callable[[Record], None],
+    ) -> None:
+        self._records = records
+        self._decoder = decoder
+        self._caps = caps
+        self._executor = executor
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._settle = settle
+        self._events: list[DeletionEvent] = []
+        self._owners: list[Record] = []
+        self._remaining: dict[Ref, int] = defaultdict(int)
+        self._failures: dict[Ref, Failure] = {}
+        self._finished_at: dict[Ref, float] = {}
+        self._copies: dict[Ref, list[Ref]] = defaultdict(list)
+
+    async def run(self) -> None:
+        chores: list[asyncio.Future[None]] = []
+        for record in self._records:
+            try:
+                event = await self._decode(record.message.value())
+            except DecodeError as exc:
+                letter = self._dead_letters.letter(record, exc.reason, str(exc), None)
+                chores.append(asyncio.ensure_future(self._dead(record, letter, "unknown")))
+                continue
+            self._events.append(event)
+            self._owners.append(record)
+
+        planned = plan(self._events, self._caps)
+        self._metrics.observe_flush(len(self._records), len(planned.operations))
+        for operation in planned.operations:
+            for ref in operation.refs:
+                self._remaining[ref] += 1
+        for copy, original in planned.duplicates.items():
+            self._copies[original].append(copy)
+
+        chores.extend(asyncio.ensure_future(self._carry_out(op)) for op in planned.operations)
+        chores.extend(
+            asyncio.ensure_future(self._finish(ref, rejection))
+            for ref, rejection in planned.rejected.items()
+        )
+        await asyncio.gather(*chores)
+
+    async def _decode(self, value: bytes | None) -> DeletionEvent:
+        """Decode, waiting out a registry that cannot be reached: that is no reason to
+        dead-letter a good event."""
+        delay = 0.5
+        while True:
+            try:
+                return self._decoder.decode(value)
+            except RegistryUnavailable as exc:
+                log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_CAP_S)
+
+    async def _carry_out(self, operation: Operation) -> None:
+        self._metrics.in_flight_operations.inc()
+        try:
+            outcome = await self._executor.run(operation)
+        finally:
+            self._metrics.in_flight_operations.dec()
+        finishing = []
+        for ref in operation.refs:
+            if ref in outcome.failures:
+                self._failures.setdefault(ref, outcome.failures[ref])
+            self._finished_at[ref] = max(self._finished_at.get(ref, 0.0), outcome.finished_at)
+            self._remaining[ref] -= 1
+            if self._remaining[ref] == 0:
+                finishing.append(self._finish(ref))
+        await asyncio.gather(*finishing)
+
+    async def _finish(self, ref: Ref, rejection: Rejection | None = None) -> None:
+        """Every operation of this event is over (or it had none): settle it and its copies."""
+        event, record = self._events[ref], self._owners[ref]
+        failure = self._failures.get(ref)
+        if rejection is not None:
+            letter = self._dead_letters.letter(
+                record, rejection.reason, rejection.message, event.event_id
+            )
+            await self._dead(record, letter, event.type.value)
+        elif failure is not None:
+            letter = self._dead_letters.letter(
+                record, failure.reason, failure.message, event.event_id, failure
+            )
+            await self._dead(record, letter, event.type.value)
+        else:
+            self._metrics.events[(event.type.value, "deleted")].inc()
+            erased_after = self._finished_at[ref] - event.occurred_at_ms / 1000
+            self._metrics.erasure[event.type.value].observe(max(0.0, erased_after))
+            self._settle(record)
+        for copy in self._copies.get(ref, ()):
+            self._metrics.events[(self._events[copy].type.value, "duplicate")].inc()
+            self._settle(self._owners[copy])
+
+    async def _dead(self, record: Record, letter: DeadLetter, event_type: str) -> None:
+        await self._dead_letters.write(record, letter, event_type)
+        self._settle(record)

@@ -1,0 +1,161 @@
+"""JSON lines from upstream teams to Avro records, the input of `deletion-consumer produce`.
+
+The result is the record the codec encodes (payload as `(full_name, fields)`), not a
+DeletionEvent: produce must be able to publish exactly what it was given, including events the
+consumer will reject (empty ids, `*`, ids that are not UUIDs), and DeletionEvent normalises. So
+only JSON types are checked here, never what the identifiers mean.
+
+    {"type": "user_deleted", "user_id": "alice"}
+    {"type": "SessionExpired", "run_id": "r1", "user_id": "alice", "reason": "GDPR"}
+    {"type": "scope_deleted", "user_id": "a", "agent_id": "b", "metadata": {"k": "v"}}
+    {"type": "memories_deleted", "memory_ids": ["..."], "occurred_at": "2025-01-31T12:00:00Z"}
+
+Errors are ValueError with one line naming the field, never its value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from consumer.events import REASONS, EventType
+
+__all__ = ["NAMESPACE", "parse_lines", "parse_record"]
+
+NAMESPACE = "memory.deletion"
+
+_COMMON = frozenset({"type", "event_id", "occurred_at", "source", "reason"})
+
+# Per payload record: its required string fields (absent -> "", which the consumer rejects) and
+# its optional ones. Listed here rather than read from the schema so a typo in a line fails.
+_REQUIRED: dict[EventType, tuple[str, ...]] = {
+    EventType.USER_DELETED: ("user_id",),
+    EventType.SESSION_EXPIRED: ("run_id",),
+    EventType.SCOPE_DELETED: (),
+    EventType.MEMORIES_DELETED: (),
+}
+_OPTIONAL: dict[EventType, tuple[str, ...]] = {
+    EventType.USER_DELETED: (),
+    EventType.SESSION_EXPIRED: ("user_id", "agent_id"),
+    EventType.SCOPE_DELETED: ("user_id", "agent_id", "run_id", "app_id"),
+    EventType.MEMORIES_DELETED: ("user_id",),
+}
+_EXTRA: dict[EventType, tuple[str, ...]] = {
+    EventType.SCOPE_DELETED: ("metadata",),
+    EventType.MEMORIES_DELETED: ("memory_ids",),
+}
+
+# "user_deleted", "UserDeleted" and "memory.deletion.UserDeleted" all name the same type.
+_TYPES: dict[str, EventType] = {
+    alias: kind
+    for kind in EventType
+    for alias in (kind.value, kind.record_name, f"{NAMESPACE}.{kind.record_name}")
+}
+
+
+def parse_record(line: str, *, now_ms: int, new_id: Callable[[], str]) -> dict[str, Any]:
+    """One JSON line to an Avro record of memory.deletion.DeletionEvent."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise ValueError("line is not valid JSON") from None  # the parser's message quotes input
+    if not isinstance(data, dict):
+        raise ValueError("line is not a JSON object")
+    name = data.get("type")
+    kind = _TYPES.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise ValueError("field 'type': expected one of " + ", ".join(e.value for e in EventType))
+    allowed = _COMMON.union(_REQUIRED[kind], _OPTIONAL[kind], _EXTRA.get(kind, ()))
+    unknown = sorted(key for key in data if key not in allowed)
+    if unknown:
+        raise ValueError(f"field {unknown[0]!r}: not a field of {kind.value}")
+
+    body: dict[str, Any] = {name: _string(data, name, default="") for name in _REQUIRED[kind]}
+    body.update((name, _string(data, name, default=None)) for name in _OPTIONAL[kind])
+    if kind is EventType.SCOPE_DELETED:
+        body["metadata"] = _metadata(data)
+    elif kind is EventType.MEMORIES_DELETED:
+        body["memory_ids"] = _memory_ids(data)
+    event_id = _string(data, "event_id", default=None)
+    return {
+        # Only a missing id is made up: "" is published as given, for tests of rejection.
+        "event_id": new_id() if event_id is None else event_id,
+        "occurred_at": _occurred_at(data, now_ms),
+        "source": _string(data, "source", default="unknown"),
+        "reason": _reason(data),
+        "payload": (f"{NAMESPACE}.{kind.record_name}", body),
+    }
+
+
+def parse_lines(
+    lines: Iterable[str], *, now_ms: Callable[[], int], new_id: Callable[[], str]
+) -> Iterator[dict[str, Any]]:
+    """Every non-blank line to a record; a ValueError says which line (counting from 1)."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield parse_record(line, now_ms=now_ms(), new_id=new_id)
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from exc
+
+
+def _string(data: dict[str, Any], name: str, *, default: str | None) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"field {name!r}: expected a string")
+    return value
+
+
+def _metadata(data: dict[str, Any]) -> dict[str, str]:
+    value = data.get("metadata")
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("field 'metadata': expected an object of strings")
+    return value
+
+
+def _memory_ids(data: dict[str, Any]) -> list[str]:
+    value = data.get("memory_ids")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("field 'memory_ids': expected a list of strings")
+    return value
+
+
+def _occurred_at(data: dict[str, Any], now_ms: int) -> int:
+    value = data.get("occurred_at")
+    if value is None:
+        return now_ms
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
+            # Exact integer arithmetic: a float timestamp could be a millisecond off.
+            return (moment - _EPOCH) // _MILLISECOND
+    raise ValueError("field 'occurred_at': expected epoch milliseconds or an ISO 8601 time")
+
+
+def _reason(data: dict[str, Any]) -> str:
+    value = data.get("reason")
+    if value is None:
+        return "OTHER"
+    if isinstance(value, str) and value.upper() in REASONS:
+        return value.upper()
+    raise ValueError("field 'reason': expected one of " + ", ".join(REASONS))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)

@@ -1,0 +1,300 @@
+"""The Mem0 client: the Platform API and the self-hosted REST server behind one small interface.
+
+One pooled `httpx.AsyncClient` per process; the transport is a constructor argument so tests
+and benchmarks can inject one. Every request is classified here (see `retry.classify`) and
+surfaces as a typed error; retrying is the executor's job, not this module's.
+
+Error tree::
+
+    Mem0Error
+    ├── TransientError   retriable: 408, 429, 5xx, timeout, broken connection
+    ├── AuthError        halts every call: 401, 403
+    └── RejectedError    this request is refused: any other 4xx
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+
+from consumer.events import Scope
+from consumer.planner import OSS, PLATFORM, Capabilities
+from consumer.retry import Verdict, classify, parse_retry_after
+
+__all__ = [
+    "AuthError",
+    "JobStatus",
+    "Mem0Client",
+    "Mem0Error",
+    "OssClient",
+    "PlatformClient",
+    "RejectedError",
+    "TransientError",
+    "make_http_client",
+]
+
+# (operation, status label, seconds) -> None; the metrics module supplies it.
+Observer = Callable[[str, str, float], None]
+
+_LIST_PAGE_SIZE = 200  # the Platform's maximum page size for POST /v3/memories/
+_ERROR_MESSAGE_LIMIT = 300
+
+
+class Mem0Error(Exception):
+    """A Mem0 call that did not succeed; `status` is the HTTP status, None for a transport error."""
+
+    retriable: ClassVar[bool] = False
+    halts: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class TransientError(Mem0Error):
+    retriable = True
+
+
+class AuthError(Mem0Error):
+    halts = True
+
+
+class RejectedError(Mem0Error):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    status: str  # PENDING, RUNNING, SUCCEEDED or FAILED
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("SUCCEEDED", "FAILED")
+
+
+def make_http_client(
+    base_url: str,
+    headers: dict[str, str],
+    *,
+    timeout_s: float,
+    max_connections: int,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The one pooled client: keep-alive connections sized to the call concurrency."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+class Mem0Client(ABC):
+    """What the executor needs of a Mem0 backend."""
+
+    caps: ClassVar[Capabilities]
+    backend: ClassVar[str]
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        max_concurrency: int = 32,
+        observe: Observer | None = None,
+    ) -> None:
+        self._http = http
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._observe = observe or (lambda _op, _status, _seconds: None)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @abstractmethod
+    async def delete_all(self, scope: Scope) -> str | None:
+        """Start a filter delete; the job id to watch, or None when it ran synchronously."""
+
+    @abstractmethod
+    async def job_status(self, job_id: str) -> JobStatus:
+        """The state of a filter delete started by `delete_all`."""
+
+    @abstractmethod
+    async def batch_delete(self, memory_ids: Sequence[str]) -> None:
+        """Delete 1 to 1000 ids in one request (where `caps.batch_endpoint`)."""
+
+    @abstractmethod
+    async def delete(self, memory_id: str) -> None:
+        """Delete one memory; one that is already gone counts as deleted."""
+
+    @abstractmethod
+    async def list_ids(self, scope: Scope, limit: int) -> list[str]:
+        """Up to `limit` ids of the memories matching every entry of the scope (AND)."""
+
+    @abstractmethod
+    async def probe(self) -> None:
+        """A cheap authenticated call, to learn whether the downstream is back."""
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                response = await self._http.request(method, url, params=params, json=json)
+            except httpx.HTTPError as exc:
+                self._observe(operation, "error", time.perf_counter() - started)
+                raise TransientError(
+                    f"{type(exc).__name__} on {operation}", operation=operation
+                ) from exc
+            self._observe(operation, str(response.status_code), time.perf_counter() - started)
+        status = response.status_code
+        verdict = classify(status, missing_is_success=missing_ok)
+        if verdict is Verdict.SUCCESS:
+            return _json_or_none(response)
+        message = f"HTTP {status} on {operation}: {_error_text(response)}"
+        if verdict is Verdict.RETRY:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+            raise TransientError(
+                message, operation=operation, status=status, retry_after_s=retry_after
+            )
+        if verdict is Verdict.HALT:
+            raise AuthError(message, operation=operation, status=status)
+        raise RejectedError(message, operation=operation, status=status)
+
+
+class PlatformClient(Mem0Client):
+    """The hosted Platform API (`Authorization: Token`, paths with a trailing slash)."""
+
+    caps = PLATFORM
+    backend = "platform"
+
+    async def delete_all(self, scope: Scope) -> str | None:
+        # The last guard: whatever the planner did, the Platform never gets a delete_all with
+        # no filter, or with several (which it may OR together).
+        if len(scope.entities) != 1 or scope.metadata:
+            raise ValueError("a Platform delete_all takes exactly one identifier")
+        body = await self._send("delete_all", "DELETE", "/v1/memories/", params=scope.as_dict())
+        job_id = body.get("event_id") if isinstance(body, dict) else None
+        if not job_id:
+            raise TransientError("delete_all answered without an event_id", operation="delete_all")
+        return str(job_id)
+
+    async def job_status(self, job_id: str) -> JobStatus:
+        body = await self._send("job_status", "GET", f"/v1/event/{job_id}/")
+        if not isinstance(body, dict) or "status" not in body:
+            raise TransientError("job status without a status", operation="job_status")
+        error = body.get("error")
+        return JobStatus(str(body["status"]).upper(), None if error is None else str(error))
+
+    async def batch_delete(self, memory_ids: Sequence[str]) -> None:
+        if not 1 <= len(memory_ids) <= 1000:
+            raise ValueError("a batch holds 1 to 1000 ids")
+        body = {"memories": [{"memory_id": memory_id} for memory_id in memory_ids]}
+        await self._send("batch_delete", "DELETE", "/v1/batch/", json=body)
+
+    async def delete(self, memory_id: str) -> None:
+        await self._send("delete", "DELETE", f"/v1/memories/{memory_id}/", missing_ok=True)
+
+    async def list_ids(self, scope: Scope, limit: int) -> list[str]:
+        if not scope.entities:
+            raise ValueError("a listing needs an identifier")
+        conditions: list[dict[str, Any]] = [{key: value} for key, value in scope.entities]
+        if scope.metadata:
+            conditions.append({"metadata": dict(scope.metadata)})
+        body = {"filters": {"AND": conditions}, "show_expired": True}
+        ids: list[str] = []
+        page = 1
+        while len(ids) < limit:
+            params = {"page": str(page), "page_size": str(_LIST_PAGE_SIZE)}
+            answer = await self._send("list", "POST", "/v3/memories/", params=params, json=body)
+            results = answer.get("results", []) if isinstance(answer, dict) else []
+            ids.extend(str(memory["id"]) for memory in results)
+            if not results or not answer.get("next"):
+                break
+            page += 1
+        return ids[:limit]
+
+    async def probe(self) -> None:
+        await self._send("ping", "GET", "/v1/ping/")
+
+
+class OssClient(Mem0Client):
+    """The self-hosted mem0 REST server (`X-API-Key`, no trailing slashes, no batch endpoint)."""
+
+    caps = OSS
+    backend = "oss"
+
+    async def delete_all(self, scope: Scope) -> str | None:
+        if not scope.entities or scope.metadata or "app_id" in scope.as_dict():
+            raise ValueError("an OSS delete_all takes user, agent or run identifiers only")
+        await self._send("delete_all", "DELETE", "/memories", params=scope.as_dict())
+        return None
+
+    async def job_status(self, job_id: str) -> JobStatus:
+        # The self-hosted server deletes synchronously: there is never a job to watch.
+        return JobStatus("SUCCEEDED")
+
+    async def batch_delete(self, memory_ids: Sequence[str]) -> None:
+        # No batch endpoint (caps.batch_endpoint is False): the executor fans ids out instead.
+        raise RejectedError("the self-hosted server has no batch endpoint", operation="delete")
+
+    async def delete(self, memory_id: str) -> None:
+        await self._send("delete", "DELETE", f"/memories/{memory_id}", missing_ok=True)
+
+    async def list_ids(self, scope: Scope, limit: int) -> list[str]:
+        if not scope.entities:
+            raise ValueError("a listing needs an identifier")
+        answer = await self._send("list", "GET", "/memories", params=scope.as_dict())
+        results = answer.get("results", []) if isinstance(answer, dict) else answer or []
+        return [str(memory["id"]) for memory in results][:limit]
+
+    async def probe(self) -> None:
+        # No ping route: reading a random id is authenticated and answers 200 null.
+        await self._send("ping", "GET", f"/memories/{uuid.uuid4()}", missing_ok=True)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The server's own words, one line, bounded (Mem0 uses error, message, detail or a list)."""
+    body = _json_or_none(response)
+    text: object = body
+    if isinstance(body, dict):
+        text = body.get("error") or body.get("message") or body.get("detail") or body
+    elif body is None:
+        text = response.reason_phrase
+    return " ".join(str(text).split())[:_ERROR_MESSAGE_LIMIT]

@@ -1,0 +1,204 @@
+"""Every metric of CONTRACT section 9, on an injected registry, label values created at start.
+
+Labels are bounded by construction: event types, outcomes, Mem0 operations, DLQ reasons, retry
+reasons, HTTP status codes, topics and partitions. No user, agent, run or memory id is ever a
+label value. The hot path uses the pre-bound children (`events`, `dlq`, `api_duration`, ...)
+so it pays no label lookup per event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from consumer.events import EventType
+
+__all__ = [
+    "API_STATUSES",
+    "DLQ_REASONS",
+    "DOWNSTREAM_BACKING_OFF",
+    "DOWNSTREAM_HALTED",
+    "DOWNSTREAM_OK",
+    "EVENT_TYPES",
+    "OPERATIONS",
+    "OUTCOMES",
+    "PREFIX",
+    "RETRY_REASONS",
+    "UNKNOWN_TYPE",
+    "Metrics",
+    "retry_reason",
+]
+
+PREFIX = "mem0_deletion_"
+
+UNKNOWN_TYPE = "unknown"  # an event that did not decode has no type
+EVENT_TYPES = (*(kind.value for kind in EventType), UNKNOWN_TYPE)
+OUTCOMES = ("deleted", "dead_lettered", "duplicate")
+OPERATIONS = ("delete_all", "job_status", "batch_delete", "delete", "list")
+DLQ_REASONS = (
+    "decode_error",
+    "unknown_schema",
+    "invalid_scope",
+    "unsupported_scope",
+    "rejected",
+    "retries_exhausted",
+    "verification_failed",
+)
+# Why a call was tried again; `retry_reason` maps a status onto these.
+RETRY_REASONS = ("transport", "timeout", "rate_limited", "server_error", "job_failed", "other")
+# The statuses created at start; others (404, 429, 5xx...) appear when first seen.
+API_STATUSES = ("200", "error")
+
+DOWNSTREAM_OK = 0
+DOWNSTREAM_BACKING_OFF = 1
+DOWNSTREAM_HALTED = 2
+
+# HTTP latencies: 1 ms to a minute.
+API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Events in / calls out per flush: 1 to 100 000, about three buckets a decade.
+FLUSH_BUCKETS = (*(m * 10**e for e in range(5) for m in (1, 2, 5)), 100_000)
+_MINUTE, _HOUR, _DAY = 60, 3600, 86_400
+# From occurred_at to the confirming response: 100 ms to the month erasure laws allow.
+ERASURE_BUCKETS = (
+    *(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    *(_MINUTE, 2 * _MINUTE, 5 * _MINUTE, 10 * _MINUTE, 30 * _MINUTE),
+    *(_HOUR, 2 * _HOUR, 6 * _HOUR, 12 * _HOUR),
+    *(_DAY, 3 * _DAY, 7 * _DAY, 14 * _DAY, 30 * _DAY),
+)
+
+
+def retry_reason(status: int | None) -> str:
+    """The `api_retries_total` reason for a retried HTTP status (None: no response)."""
+    if status is None:
+        return "transport"
+    if status == 408:
+        return "timeout"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return "other"
+
+
+class Metrics:
+    """The process's metrics, registered on `registry`; every bounded series exists at 0."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(PREFIX + name, doc, labels, registry=registry)
+
+        def histogram(
+            name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()
+        ) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=registry)
+
+        self.events_total = counter(
+            "events_total", "Finished events by type and outcome.", ("type", "outcome")
+        )
+        self.api_requests_total = counter(
+            "api_requests_total",
+            "Mem0 calls by operation and HTTP status ('error': no response).",
+            ("operation", "status"),
+        )
+        self.api_request_duration_seconds = histogram(
+            "api_request_duration_seconds", "Mem0 call latency.", API_BUCKETS, ("operation",)
+        )
+        self.api_retries_total = counter(
+            "api_retries_total", "Mem0 calls tried again.", ("operation", "reason")
+        )
+        self.dlq_messages_total = counter(
+            "dlq_messages_total", "Dead letters written, by reason.", ("reason",)
+        )
+        self.flush_events = histogram("flush_events", "Events per flush.", FLUSH_BUCKETS)
+        self.flush_operations = histogram(
+            "flush_operations", "Mem0 calls planned per flush.", FLUSH_BUCKETS
+        )
+        self.time_to_erasure_seconds = histogram(
+            "time_to_erasure_seconds",
+            "From occurred_at to the confirming Mem0 response.",
+            ERASURE_BUCKETS,
+            ("type",),
+        )
+        self.consumer_lag = gauge(
+            "consumer_lag", "Messages behind the high watermark.", ("topic", "partition")
+        )
+        self.in_flight_operations = gauge("in_flight_operations", "Mem0 calls in flight.")
+        self.downstream_state = gauge(
+            "downstream_state", "Mem0: 0 ok, 1 backing off, 2 halted (401/403)."
+        )
+        self.last_commit_timestamp_seconds = gauge(
+            "last_commit_timestamp_seconds", "Unix time of the last successful offset commit."
+        )
+        # Beyond the contract: what backpressure and rebalances are doing.
+        self.in_flight_events = gauge("in_flight_events", "Events polled, not yet committable.")
+        self.partitions_assigned = gauge("partitions_assigned", "Input partitions assigned.")
+        self.partitions_paused = gauge("partitions_paused", "Input partitions paused.")
+
+        # Pre-bound children: creating them is what makes each series exist at 0.
+        self.events = {
+            (kind, outcome): self.events_total.labels(kind, outcome)
+            for kind in EVENT_TYPES
+            for outcome in OUTCOMES
+        }
+        self.dlq = {reason: self.dlq_messages_total.labels(reason) for reason in DLQ_REASONS}
+        self.api_duration = {op: self.api_request_duration_seconds.labels(op) for op in OPERATIONS}
+        self.api_requests = {
+            (op, status): self.api_requests_total.labels(op, status)
+            for op in OPERATIONS
+            for status in API_STATUSES
+        }
+        self.retries = {
+            (op, reason): self.api_retries_total.labels(op, reason)
+            for op in OPERATIONS
+            for reason in RETRY_REASONS
+        }
+        self.erasure = {
+            kind.value: self.time_to_erasure_seconds.labels(kind.value) for kind in EventType
+        }
+        self.downstream_state.set(DOWNSTREAM_OK)
+
+    def observe_api_request(self, operation: str, status: str, seconds: float) -> None:
+        """One Mem0 call; fits `consumer.mem0.Observer`. `status` is the code or 'error'."""
+        counter = self.api_requests.get((operation, status))
+        if counter is None:  # a status first seen now; bounded by HTTP itself
+            counter = self.api_requests[(operation, status)] = self.api_requests_total.labels(
+                operation, status
+            )
+        counter.inc()
+        duration = self.api_duration.get(operation)
+        if duration is None:
+            duration = self.api_duration[operation] = self.api_request_duration_seconds.labels(
+                operation
+            )
+        duration.observe(seconds)
+
+    def observe_retry(self, operation: str, reason: str) -> None:
+        """One call tried again; `reason` from RETRY_REASONS (see `retry_reason`)."""
+        counter = self.retries.get((operation, reason))
+        if counter is None:
+            counter = self.retries[(operation, reason)] = self.api_retries_total.labels(
+                operation, reason
+            )
+        counter.inc()
+
+    def observe_flush(self, events: int, operations: int) -> None:
+        self.flush_events.observe(events)
+        self.flush_operations.observe(operations)
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop a revoked partition's lag series, so it does not linger at its last value."""
+        with contextlib.suppress(KeyError):
+            self.consumer_lag.remove(topic, str(partition))
+
+    def mark_commit(self, now: float) -> None:
+        """A commit succeeded at `now` (Unix seconds; the caller owns the clock)."""
+        self.last_commit_timestamp_seconds.set(now)

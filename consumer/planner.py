@@ -1,0 +1,215 @@
+"""PURE: the events of one flush -> the fewest Mem0 operations that delete exactly what they ask.
+
+The planner never widens a scope: it drops a request only when another request of the same flush
+already covers it, merges memory ids into batches, and refuses (with a reason) anything that
+could delete more than the event named. It does no I/O and reads no clock, so property tests
+can prove it.
+
+Events are referred to by their position in the flush (a `Ref`); each operation carries the refs
+it serves, so an event is finished when all of its operations are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from consumer.events import DeletionEvent, EventType, Scope
+
+__all__ = [
+    "OSS",
+    "PLATFORM",
+    "Capabilities",
+    "DeleteAll",
+    "DeleteIds",
+    "Operation",
+    "Plan",
+    "Ref",
+    "Rejection",
+    "ResolveScope",
+    "plan",
+    "validate",
+]
+
+Ref = int
+
+# Mem0 memory ids are UUIDs; the Platform answers 400 for anything else.
+# Only the canonical 8-4-4-4-12 form is accepted, so what we send is what the API documents.
+_UUID = re.compile(r"\A[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
+
+# Covering is found by looking up every subset of a scope's entries; past this many entries the
+# lookup would explode, and skipping it only costs a redundant (still exact) call.
+_MAX_COVER_ENTRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a Mem0 backend can do, as far as planning is concerned."""
+
+    max_batch: int = 1000
+    # The self-hosted server ANDs several identifiers in one delete_all; the Platform's docs warn
+    # that it may not, so there a compound scope is resolved to ids instead.
+    and_delete_all: bool = False
+    # The self-hosted server filters by user, agent and run only.
+    app_id_and_metadata: bool = True
+    uuid_ids: bool = True
+    # Without a batch endpoint, explicit ids fan out to single deletes.
+    batch_endpoint: bool = True
+
+
+PLATFORM = Capabilities()
+OSS = Capabilities(
+    and_delete_all=True, app_id_and_metadata=False, uuid_ids=False, batch_endpoint=False
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAll:
+    """One filter delete: a single identifier on the Platform, ANDed identifiers on OSS."""
+
+    scope: Scope
+    refs: tuple[Ref, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveScope:
+    """A compound scope: list the ids with an AND filter, batch-delete them, until none is left."""
+
+    scope: Scope
+    refs: tuple[Ref, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteIds:
+    """Explicit ids, at most `max_batch`; `owners[i]` are the events that asked for `ids[i]`."""
+
+    ids: tuple[str, ...]
+    owners: tuple[tuple[Ref, ...], ...]
+
+    @property
+    def refs(self) -> tuple[Ref, ...]:
+        return tuple(dict.fromkeys(ref for refs in self.owners for ref in refs))
+
+
+Operation = DeleteAll | ResolveScope | DeleteIds
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event that gets no call: it goes to the dead-letter topic with this reason."""
+
+    reason: str  # invalid_scope or unsupported_scope
+    message: str
+
+
+@dataclass(slots=True)
+class Plan:
+    operations: list[Operation] = field(default_factory=list)
+    rejected: dict[Ref, Rejection] = field(default_factory=dict)
+    # A re-delivered event (same id, same request) -> the earlier event it repeats.
+    duplicates: dict[Ref, Ref] = field(default_factory=dict)
+
+
+def validate(event: DeletionEvent, caps: Capabilities) -> Rejection | None:
+    """Why an event must not be carried out, or None when it is safe."""
+    if event.type is EventType.MEMORIES_DELETED:
+        if not event.memory_ids:
+            return Rejection("invalid_scope", "no memory id")
+        if any("*" in memory_id for memory_id in event.memory_ids):
+            return Rejection("invalid_scope", "a memory id contains the wildcard '*'")
+        if caps.uuid_ids and not all(_UUID.match(memory_id) for memory_id in event.memory_ids):
+            return Rejection("invalid_scope", "a memory id is not a UUID")
+        return None
+    scope = event.scope
+    if scope is None or not scope.entities:
+        return Rejection("invalid_scope", "the filter has no identifier")
+    if any("*" in value for value in scope.values()):
+        return Rejection("invalid_scope", "an identifier contains the wildcard '*'")
+    if not caps.app_id_and_metadata:
+        if scope.metadata:
+            return Rejection("unsupported_scope", "the backend cannot filter by metadata")
+        if any(key == "app_id" for key, _ in scope.entities):
+            return Rejection("unsupported_scope", "the backend cannot filter by app_id")
+    return None
+
+
+def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
+    """The operations for one flush; deterministic for the same input."""
+    result = Plan()
+    first_by_id: dict[str, Ref] = {}
+    scopes: dict[Scope, list[Ref]] = {}
+    ids: dict[str, list[Ref]] = {}
+
+    for ref, event in enumerate(events):
+        earlier = first_by_id.setdefault(event.event_id, ref)
+        # Same id and same request: a re-delivery. Same id with another request is not trusted
+        # as a duplicate; both are carried out, since deleting twice is harmless.
+        if earlier != ref and events[earlier] == event:
+            result.duplicates[ref] = earlier
+            continue
+        rejection = validate(event, caps)
+        if rejection is not None:
+            result.rejected[ref] = rejection
+        elif event.scope is not None:
+            scopes.setdefault(event.scope, []).append(ref)
+        else:
+            for memory_id in event.memory_ids:
+                ids.setdefault(memory_id, []).append(ref)
+
+    result.operations.extend(_scope_operations(scopes, caps))
+    result.operations.extend(_id_batches(ids, caps.max_batch))
+    return result
+
+
+def _scope_operations(scopes: dict[Scope, list[Ref]], caps: Capabilities) -> list[Operation]:
+    """One operation per scope that no broader scope of the flush covers."""
+    # Smallest scopes first: a kept scope is then never covered by one kept later, and each
+    # dropped scope joins the first (smallest) kept scope that covers it.
+    ordered = sorted(scopes, key=lambda s: (s.size, s.entities, s.metadata))
+    kept: dict[frozenset[tuple[str, str]], list[Ref]] = {}
+    kept_scopes: dict[frozenset[tuple[str, str]], Scope] = {}
+    for scope in ordered:
+        entries = scope.entries()
+        cover = _covering(entries, kept) if 1 < len(entries) <= _MAX_COVER_ENTRIES else None
+        if cover is None:
+            kept[entries] = list(scopes[scope])
+            kept_scopes[entries] = scope
+        else:
+            kept[cover].extend(scopes[scope])
+
+    operations: list[Operation] = []
+    for entries, refs in kept.items():
+        scope = kept_scopes[entries]
+        single = len(scope.entities) == 1 and not scope.metadata
+        if single or (caps.and_delete_all and not scope.metadata):
+            operations.append(DeleteAll(scope, tuple(sorted(refs))))
+        else:
+            operations.append(ResolveScope(scope, tuple(sorted(refs))))
+    return operations
+
+
+def _covering(
+    entries: frozenset[tuple[str, str]], kept: dict[frozenset[tuple[str, str]], list[Ref]]
+) -> frozenset[tuple[str, str]] | None:
+    """The smallest kept scope whose entries are a proper subset of these, if any."""
+    items = sorted(entries)
+    for size in range(1, len(items)):
+        for subset in combinations(items, size):
+            candidate = frozenset(subset)
+            if candidate in kept:
+                return candidate
+    return None
+
+
+def _id_batches(ids: dict[str, list[Ref]], max_batch: int) -> list[Operation]:
+    """Every requested id exactly once, in batches of at most `max_batch`, in first-seen order."""
+    items = list(ids.items())
+    return [
+        DeleteIds(
+            ids=tuple(memory_id for memory_id, _ in chunk),
+            owners=tuple(tuple(refs) for _, refs in chunk),
+        )
+        for chunk in (items[i : i + max_batch] for i in range(0, len(items), max_batch))
+    ]

@@ -1,0 +1,226 @@
+"""The Mem0 Platform routes (`/v1/...`, `/v3/...`), with the Platform's bodies and statuses.
+
+Deliberate worst case: a delete_all naming more than one entity deletes the UNION of them,
+since Mem0 documents that such filters are "not guaranteed to AND them together".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from consumer.sandbox.faults import canonical_id
+from consumer.sandbox.filters import FilterError, parse_filters
+from consumer.sandbox.http import Request, Response
+from consumer.sandbox.records import ENTITY_KEYS
+from consumer.sandbox.state import ORG_ID, PROJECT_ID, USER_EMAIL, Call
+from consumer.sandbox.store import Selector
+
+__all__ = [
+    "batch_delete",
+    "delete",
+    "delete_all",
+    "get",
+    "job_status",
+    "jobs",
+    "list_memories",
+    "ping",
+]
+
+BATCH_LIMIT = 1000
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 200
+
+_INVALID_UUID = Response(400, {"error": "memory_id should be a valid UUID"})
+_NOT_FOUND = Response(404, {"error": "Memory not found!"})
+_BAD_JSON = Response(400, {"detail": "JSON parse error"})
+
+
+def ping(call: Call) -> Response:
+    # MemoryClient reads org_id, project_id and user_email from this answer.
+    return Response(
+        200,
+        {
+            "status": "ok",
+            "message": "pong",
+            "org_id": ORG_ID,
+            "project_id": PROJECT_ID,
+            "user_email": USER_EMAIL,
+        },
+    )
+
+
+def get(call: Call) -> Response:
+    memory_id = canonical_id(call.arg)
+    if memory_id is None:
+        return _INVALID_UUID
+    memory = call.state.store.get(memory_id)
+    return _NOT_FOUND if memory is None else Response(200, memory.to_json())
+
+
+def delete(call: Call) -> Response:
+    # delete_linked is accepted; sandbox memories supersede nothing, so it changes nothing.
+    memory_id = canonical_id(call.arg)
+    if memory_id is None:
+        return _INVALID_UUID
+    if memory_id in call.state.faults.poison_ids:
+        return Response(400, {"error": f"Memory {memory_id} cannot be deleted"})
+    if not call.state.store.delete(memory_id):
+        return _NOT_FOUND
+    return Response(200, {"message": "Memory deleted successfully!"})
+
+
+def batch_delete(call: Call) -> Response:
+    if not call.body_ok:
+        return _BAD_JSON
+    entries = call.body.get("memories") if isinstance(call.body, dict) else None
+    if not isinstance(entries, list):
+        return Response(400, {"error": "memories must be a list of {'memory_id': ...} objects"})
+    if not entries:
+        return Response(400, {"error": "At least one memory is required"})
+    if len(entries) > BATCH_LIMIT:
+        return Response(
+            400, {"error": f"Maximum of {BATCH_LIMIT} memories can be deleted in a single request"}
+        )
+    ids: list[str] = []
+    for entry in entries:
+        raw = entry.get("memory_id") if isinstance(entry, dict) else None
+        memory_id = canonical_id(raw) if isinstance(raw, str) else None
+        if memory_id is None:
+            return Response(400, {"error": f"Invalid memory_id: {raw!r} is not a valid UUID"})
+        ids.append(memory_id)
+    poisoned = sorted(set(ids) & call.state.faults.poison_ids)
+    if poisoned:
+        return Response(400, {"error": f"Failed to delete memories: {', '.join(poisoned)}"})
+    deleted = call.state.store.delete_many(dict.fromkeys(ids))
+    return Response(200, {"message": f"Successfully deleted {deleted} memories"})
+
+
+def delete_all(call: Call) -> Response:
+    query = call.request.query
+    entities = tuple((key, v) for key in ENTITY_KEYS if (v := query.get(key, "").strip()))
+    metadata = _metadata_filter(query.get("metadata", ""))
+    if metadata is None:
+        return Response(400, {"error": "metadata must be a JSON object"})
+    if not entities and not metadata:
+        return Response(
+            400,
+            {
+                "error": "At least one filter is required to delete all memories "
+                "(user_id, agent_id, app_id, run_id or metadata). Use '*' to match any value."
+            },
+        )
+    faults = call.state.faults
+    fail = faults.job_fail_rate > 0 and call.state.rng.random() < faults.job_fail_rate
+    job = call.state.store.start_job(
+        Selector(entities, tuple(metadata.items()), union=len(entities) > 1),
+        call.now,
+        delay=faults.job_delay_ms / 1000,
+        fail=fail,
+        leave_behind_rate=faults.leave_behind_rate,
+    )
+    return Response(
+        200, {"message": "Delete in progress. This may take some time.", "event_id": job.id}
+    )
+
+
+def _metadata_filter(raw: str) -> dict[str, Any] | None:
+    """The metadata query parameter (a JSON object), {} when absent, None when malformed."""
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def job_status(call: Call) -> Response:
+    job = call.state.store.job(canonical_id(call.arg) or call.arg)
+    if job is None:
+        return Response(404, {"error": "Event not found"})
+    return Response(200, job.to_json(call.now))
+
+
+def jobs(call: Call) -> Response:
+    page = _page(call.request)
+    if page is None:
+        return _INVALID_PAGE
+    number, size = page
+    count, found = call.state.store.jobs_page((number - 1) * size, size)
+    return _paged(call.request, number, size, count, [job.to_json(call.now) for job in found])
+
+
+def list_memories(call: Call) -> Response:
+    if not call.body_ok:
+        return _BAD_JSON
+    body = call.body
+    if not isinstance(body, dict):
+        return Response(400, {"error": "Request body must be a JSON object"})
+    top_level = sorted(set(ENTITY_KEYS) & body.keys())
+    if top_level:
+        return Response(
+            400,
+            {
+                "error": f"Top-level entity parameters {top_level} are not supported. "
+                "Put them inside filters, e.g. {'filters': {'user_id': '...'}}."
+            },
+        )
+    try:
+        node = parse_filters(body.get("filters"))
+    except FilterError as exc:
+        return Response(400, {"error": str(exc)})
+    show_expired = body.get("show_expired", False)
+    if not isinstance(show_expired, bool):
+        return Response(400, {"error": "show_expired must be a boolean"})
+    page = _page(call.request)
+    if page is None:
+        return _INVALID_PAGE
+    number, size = page
+    found = call.state.store.query(node, show_expired, call.now)
+    start = (number - 1) * size
+    results = [memory.to_json() for memory in found[start : start + size]]
+    return _paged(call.request, number, size, len(found), results)
+
+
+# Pagination the way Django REST framework does it: a page past the end is a 404.
+
+_INVALID_PAGE = Response(404, {"detail": "Invalid page."})
+
+
+def _page(request: Request) -> tuple[int, int] | None:
+    try:
+        number = int(request.query.get("page", "1"))
+    except ValueError:
+        return None
+    try:
+        size = int(request.query.get("page_size", str(PAGE_SIZE)))
+    except ValueError:
+        size = PAGE_SIZE
+    if number < 1:
+        return None
+    return number, min(size, MAX_PAGE_SIZE) if size > 0 else PAGE_SIZE
+
+
+def _paged(
+    request: Request, number: int, size: int, count: int, results: list[dict[str, Any]]
+) -> Response:
+    last = max(1, -(-count // size))
+    if number > last:
+        return _INVALID_PAGE
+    return Response(
+        200,
+        {
+            "count": count,
+            "next": _page_url(request, number + 1, size) if number < last else None,
+            "previous": _page_url(request, number - 1, size) if number > 1 else None,
+            "results": results,
+        },
+    )
+
+
+def _page_url(request: Request, number: int, size: int) -> str:
+    query = {**request.query, "page": str(number), "page_size": str(size)}
+    host = request.headers.get("host", "localhost")
+    return f"http://{host}{request.path}?{urlencode(query)}"

@@ -1,0 +1,118 @@
+"""Everything one sandbox holds (store, faults, call log), behind one lock.
+
+The server's event loop thread and a test's thread both reach it, so every access goes
+through `lock`; the accessors here take it themselves.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.sandbox.faults import Faults
+from consumer.sandbox.http import Request
+from consumer.sandbox.store import MemoryStore
+
+__all__ = ["Call", "SandboxState"]
+
+ORG_ID = "sandbox-org"
+PROJECT_ID = "sandbox-project"
+USER_EMAIL = "sandbox@example.com"
+
+
+@dataclass(slots=True)
+class Call:
+    """What a route handler gets: the request, its parsed body and the time."""
+
+    state: SandboxState
+    request: Request
+    arg: str  # the path parameter ("" when the route has none)
+    body: Any
+    body_ok: bool  # False when the body was not valid JSON
+    now: float
+
+
+class SandboxState:
+    """The memories, jobs, faults and call log of one sandbox."""
+
+    def __init__(
+        self,
+        api_key: str,
+        faults: Faults | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        call_log_limit: int | None = None,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.api_key = api_key
+        self.clock = clock
+        self.initial_faults = (faults or Faults()).copy()
+        self.faults = self.initial_faults.copy()
+        self.rng = random.Random(seed)
+        # Separate streams, so that ids do not shift when fault rolls do.
+        self.store = MemoryStore(
+            random.Random(None if seed is None else seed + 1),
+            random.Random(None if seed is None else seed + 2),
+        )
+        # Unbounded by default (tests read all of it); a long-running server keeps the last N.
+        self.call_log: deque[dict[str, Any]] = deque(maxlen=call_log_limit)
+        self._next_seq = 1
+
+    def log_call(self, entry: dict[str, Any]) -> None:
+        """Append one call (under the lock, which the caller holds)."""
+        entry["seq"] = self._next_seq
+        self._next_seq += 1
+        self.call_log.append(entry)
+
+    # thread-safe accessors
+
+    def add_memories(self, records: list[Mapping[str, Any]]) -> list[str]:
+        with self.lock:
+            return self.store.add(records, self.clock())
+
+    def memories(self) -> list[dict[str, Any]]:
+        with self.lock:
+            self.store.advance(self.clock())
+            return [memory.to_json() for memory in self.store]
+
+    def calls(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.call_log)
+
+    def clear_calls(self) -> int:
+        with self.lock:
+            cleared = len(self.call_log)
+            self.call_log.clear()
+            return cleared
+
+    def get_faults(self) -> Faults:
+        with self.lock:
+            return self.faults.copy()
+
+    def set_faults(self, **changes: Any) -> Faults:
+        with self.lock:
+            self.faults.update(**changes)
+            return self.faults.copy()
+
+    def reset(self) -> None:
+        """Forget memories, jobs and calls; faults return to those the sandbox started with."""
+        with self.lock:
+            self.store.clear()
+            self.call_log.clear()
+            # In place, so that a reference to the live faults stays valid.
+            self.faults.update(**self.initial_faults.to_json())
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            now = self.clock()
+            self.store.advance(now)
+            return {
+                "memories": len(self.store),
+                "calls": len(self.call_log),
+                "jobs": self.store.job_counts(now),
+            }

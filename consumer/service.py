@@ -1,0 +1,122 @@
+"""Builds the consumer's parts from settings and runs them: what `run` and `demo` share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import httpx
+from confluent_kafka import Consumer, KafkaException
+from prometheus_client import CollectorRegistry
+
+from consumer.app import ConsumerApp
+from consumer.codec import Decoder, SchemaStore
+from consumer.executor import Downstream, Executor
+from consumer.health import HealthServer
+from consumer.mem0 import Mem0Client, OssClient, PlatformClient, make_http_client
+from consumer.metrics import Metrics, retry_reason
+from consumer.producer import AsyncProducer
+from consumer.registry import SchemaRegistryClient
+from consumer.retry import RetryPolicy
+from consumer.settings import Settings, SettingsError
+
+__all__ = ["make_mem0_client", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def make_mem0_client(
+    settings: Settings,
+    *,
+    observe: Callable[[str, str, float], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Mem0Client:
+    key = settings.mem0_api_key.reveal()
+    if settings.mem0_backend == "oss":
+        headers = {"X-API-Key": key} if key else {}
+        kind: type[Mem0Client] = OssClient
+    else:
+        headers = {"Authorization": f"Token {key}"}
+        kind = PlatformClient
+    http = make_http_client(
+        settings.mem0_base_url,
+        headers,
+        timeout_s=settings.mem0_timeout_s,
+        max_connections=settings.mem0_max_concurrency,
+        transport=transport,
+    )
+    return kind(http, max_concurrency=settings.mem0_max_concurrency, observe=observe)
+
+
+def _kafka_client(
+    kind: Callable[[dict[str, object]], Consumer], config: dict[str, object]
+) -> Consumer:
+    """librdkafka validates properties when the client is built: a bad one is a bad setting."""
+    try:
+        return kind(config)
+    except KafkaException as exc:
+        raise SettingsError("KAFKA_*", str(exc.args[0])) from exc
+
+
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    force: asyncio.Event | None = None,
+    registry: CollectorRegistry | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_ready: Callable[[ConsumerApp, HealthServer | None], None] | None = None,
+) -> None:
+    """Run the consumer until `stop` is set; returns once drained, committed and closed."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    client = make_mem0_client(settings, observe=metrics.observe_api_request, transport=transport)
+    schema_registry = (
+        SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
+    )
+    decoder = Decoder(SchemaStore.from_directory(), schema_registry)
+    consumer = _kafka_client(Consumer, settings.consumer_config())
+    producer = AsyncProducer(settings.producer_config(), asyncio.get_running_loop())
+    app = ConsumerApp(
+        settings,
+        consumer=consumer,
+        producer=producer,
+        client=client,
+        decoder=decoder,
+        metrics=metrics,
+    )
+    downstream = Downstream(client, on_change=metrics.downstream_state.set)
+    policy = RetryPolicy(
+        base_s=settings.retry_base_ms / 1000,
+        cap_s=settings.retry_cap_s,
+        retry_after_cap_s=settings.retry_after_cap_s,
+        max_duration_s=settings.retry_max_duration_s or None,
+    )
+    executor = Executor(
+        client,
+        downstream,
+        policy,
+        job_poll_s=settings.mem0_job_poll_interval_ms / 1000,
+        on_retry=lambda operation, status: metrics.observe_retry(operation, retry_reason(status)),
+    )
+    health = None
+    if settings.metrics_port:
+        health = HealthServer(settings.metrics_port, registry, app.readiness)
+        health.start()
+    log.info("consumer starting", extra={"settings": settings.describe()})
+    if on_ready is not None:
+        on_ready(app, health)
+    try:
+        await app.run(stop, downstream=downstream, executor=executor, force=force)
+    finally:
+        await downstream.aclose()
+        left = await asyncio.get_running_loop().run_in_executor(None, producer.close, 10.0)
+        if left:
+            log.error("producer closed with undelivered records", extra={"count": left})
+        await client.aclose()
+        if schema_registry is not None:
+            schema_registry.close()
+        if health is not None:
+            health.stop()
+        log.info("consumer stopped")
