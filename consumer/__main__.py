@@ -66,13 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(from_args(args, os.environ))
         if args.command == "config":
-            for name, value in from_args(args, os.environ).describe().items():
+            for name, value in from_args(args, os.environ, needs_mem0=False).describe().items():
                 print(f"{name}={value}")
             return 0
         if args.command == "produce":
             from consumer.produce import produce_lines
 
-            settings = from_args(args, {**os.environ, "MEM0_BACKEND": "oss"})
+            settings = from_args(args, os.environ, needs_mem0=False)
             return produce_lines(
                 settings, sys.stdin, topic=args.topic, framing=args.framing, subject=args.subject
             )

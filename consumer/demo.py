@@ -145,7 +145,10 @@ def _publish(
     bootstrap: str, values: list[tuple[bytes | None, bytes]]
 ) -> dict[tuple[str, int], int]:
     """Publish and return, per partition, one past the last offset written (the drain target)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    # log_level 3: keep librdkafka's connection notices out of the report.
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "log_level": 3}
+    )
     ends: dict[tuple[str, int], int] = {}
     errors: list[KafkaError] = []
 

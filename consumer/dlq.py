@@ -46,7 +46,8 @@ class DeadLetter:
 def one_line(text: str, limit: int = _ERROR_LIMIT) -> str:
     """White space folded to single spaces, cut to `limit` bytes of UTF-8."""
     folded = " ".join(text.split())
-    encoded = folded.encode("utf-8")[:limit]
+    # A lone surrogate (from a surrogateescape'd source) must not make the dead letter unwritable.
+    encoded = folded.encode("utf-8", errors="replace")[:limit]
     return encoded.decode("utf-8", errors="ignore")
 
 

@@ -38,6 +38,14 @@ Ref = int
 # Mem0 memory ids are UUIDs; the Platform answers 400 for anything else.
 # Only the canonical 8-4-4-4-12 form is accepted, so what we send is what the API documents.
 _UUID = re.compile(r"\A[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
+# Where ids are not checked as UUIDs, an id still goes into a URL path (`/memories/{id}`): only
+# RFC 3986 unreserved characters, and not a dot segment, so that an id such as
+# `../memories?user_id=alice` cannot turn into a delete_all of someone's memories.
+_PATH_SEGMENT = re.compile(r"\A[A-Za-z0-9._~-]+\Z")
+_DOT_SEGMENTS = frozenset({".", ".."})
+# The identifier a payload type is about: without it the event would name a wider scope than
+# its type says (a SessionExpired with a blank run_id would otherwise delete the whole user).
+_REQUIRED_KEY = {EventType.USER_DELETED: "user_id", EventType.SESSION_EXPIRED: "run_id"}
 
 # Covering is found by looking up every subset of a scope's entries; past this many entries the
 # lookup would explode, and skipping it only costs a redundant (still exact) call.
@@ -121,10 +129,18 @@ def validate(event: DeletionEvent, caps: Capabilities) -> Rejection | None:
             return Rejection("invalid_scope", "a memory id contains the wildcard '*'")
         if caps.uuid_ids and not all(_UUID.match(memory_id) for memory_id in event.memory_ids):
             return Rejection("invalid_scope", "a memory id is not a UUID")
+        if any(
+            not _PATH_SEGMENT.match(memory_id) or memory_id in _DOT_SEGMENTS
+            for memory_id in event.memory_ids
+        ):
+            return Rejection("invalid_scope", "a memory id is not a plain path segment")
         return None
     scope = event.scope
     if scope is None or not scope.entities:
         return Rejection("invalid_scope", "the filter has no identifier")
+    required = _REQUIRED_KEY.get(event.type)
+    if required is not None and required not in scope.as_dict():
+        return Rejection("invalid_scope", f"the filter has no {required}")
     if any("*" in value for value in scope.values()):
         return Rejection("invalid_scope", "an identifier contains the wildcard '*'")
     if not caps.app_id_and_metadata:

@@ -76,8 +76,12 @@ async def serve(
         SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
     )
     decoder = Decoder(SchemaStore.from_directory(), schema_registry)
-    consumer = _kafka_client(Consumer, settings.consumer_config())
-    producer = AsyncProducer(settings.producer_config(), asyncio.get_running_loop())
+    # librdkafka's own log lines go through Python logging (JSON), not straight to stderr.
+    kafka_log = {"logger": logging.getLogger("consumer.kafka")}
+    consumer = _kafka_client(Consumer, {**settings.consumer_config(), **kafka_log})
+    producer = AsyncProducer(
+        {**settings.producer_config(), **kafka_log}, asyncio.get_running_loop()
+    )
     app = ConsumerApp(
         settings,
         consumer=consumer,

@@ -126,12 +126,13 @@ class Settings:
         flags: Mapping[str, object] | None = None,
         *,
         read_file: Callable[[str], str] = _read_text,
+        needs_mem0: bool = True,
     ) -> Settings:
         """Settings from an environment mapping and flags keyed by field name (None: unset).
 
         `read_file` reads the *_FILE secrets; tests pass a fake and never touch os.environ.
         """
-        return _build(_Sources(env, flags or {}, read_file))
+        return _build(_Sources(env, flags or {}, read_file), needs_mem0=needs_mem0)
 
     def describe(self) -> dict[str, str]:
         """The effective configuration by variable name, secrets masked; properties last."""
@@ -294,10 +295,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+def from_args(
+    args: argparse.Namespace, env: Mapping[str, str], *, needs_mem0: bool = True
+) -> Settings:
     """Settings from parsed arguments (see `add_arguments`) over the environment."""
     flags = {k: v for k, v in vars(args).items() if k in _FLAG_DESTS}
-    return Settings.from_sources(env, flags)
+    return Settings.from_sources(env, flags, needs_mem0=needs_mem0)
 
 
 # --- sources --------------------------------------------------------------------------------
@@ -380,7 +383,7 @@ def _reason(exc: Exception) -> str:
 # --- building -------------------------------------------------------------------------------
 
 
-def _build(src: _Sources) -> Settings:
+def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
     d = Settings()
     topics = src.value("DELETION_TOPICS", _topics, d.topics)
     dlq_topic = src.value("DLQ_TOPIC", _topic, d.dlq_topic)
@@ -397,7 +400,8 @@ def _build(src: _Sources) -> Settings:
 
     backend = src.value("MEM0_BACKEND", _backend, d.mem0_backend)
     api_key = src.secret("MEM0_API_KEY")
-    if backend == "platform" and not api_key:
+    # Commands that never call Mem0 (produce, config) need no key.
+    if needs_mem0 and backend == "platform" and not api_key:
         raise SettingsError("MEM0_API_KEY", "required for the platform backend")
 
     retry_base_ms = src.value("RETRY_BASE_MS", _integer(1, 60_000), d.retry_base_ms)

@@ -95,6 +95,7 @@ class _HttpProtocol(asyncio.Protocol):
         self._busy = False  # a request is waiting for its injected latency
         self._paused = False  # the peer is not reading its responses
         self._continued = False
+        self._eof = False  # the peer has shut its side; answer what is pending, then close
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -107,6 +108,12 @@ class _HttpProtocol(asyncio.Protocol):
         self._transport = None
         if self._task is not None:
             self._task.cancel()
+
+    def eof_received(self) -> bool:
+        if not self._busy:
+            return False  # nothing pending: let the transport close
+        self._eof = True
+        return True
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -145,6 +152,8 @@ class _HttpProtocol(asyncio.Protocol):
         self._task = None
         self._respond(request)
         self._process()
+        if self._eof and not self._busy:
+            self.close()
 
     def _respond(self, request: Request) -> None:
         try:

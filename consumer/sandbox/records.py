@@ -11,6 +11,8 @@ __all__ = ["ENTITY_KEYS", "Memory", "iso", "parse_time"]
 # The identifiers Mem0 scopes memories by; each has an index in the store.
 ENTITY_KEYS = ("user_id", "agent_id", "run_id", "app_id")
 
+_NO_CATEGORIES: list[str] = []  # shared, never mutated: most memories have none
+
 _RECORD_KEYS = frozenset(
     {*ENTITY_KEYS, "id", "memory", "metadata", "categories", "created_at", "expiration_date"}
 )
@@ -53,7 +55,7 @@ class Memory:
     )
 
     def __init__(self, memory_id: str, seq: int, record: Mapping[str, Any], now: float) -> None:
-        unknown = set(record) - _RECORD_KEYS
+        unknown = record.keys() - _RECORD_KEYS
         if unknown:
             raise ValueError(f"unknown memory field(s): {', '.join(sorted(unknown))}")
         self.id = memory_id
@@ -67,7 +69,8 @@ class Memory:
         if metadata is not None and not isinstance(metadata, dict):
             raise ValueError("metadata must be an object")
         self.metadata: dict[str, Any] | None = dict(metadata) if metadata is not None else None
-        self.categories = [str(c) for c in record.get("categories") or ()]
+        categories = record.get("categories")
+        self.categories = [str(c) for c in categories] if categories else _NO_CATEGORIES
         created = record.get("created_at")
         self.created_at = parse_time(created) if created is not None else now
         self.updated_at = self.created_at

@@ -39,6 +39,7 @@ class Sandbox:
     ) -> None:
         self.host = host
         self.api_key = api_key
+        self._requested_port = port
         self._port = port
         self._state = SandboxState(api_key, faults, seed, call_log_limit=call_log_limit)
         self._thread: threading.Thread | None = None
@@ -53,6 +54,8 @@ class Sandbox:
         """Start listening; returns once the port is open."""
         if self._thread is not None:
             raise RuntimeError("sandbox already started")
+        self._ready.clear()
+        self._error = None
         self._thread = threading.Thread(target=self._run, name="mem0-sandbox", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -101,7 +104,7 @@ class Sandbox:
             self._port = port
             self._ready.set()
 
-        await serve_forever(self.host, self._port, self._state, self._stop, ready)
+        await serve_forever(self.host, self._requested_port, self._state, self._stop, ready)
 
     @property
     def port(self) -> int:
@@ -109,7 +112,7 @@ class Sandbox:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        return base_url(self.host, self._port)
 
     # thread-safe accessors
 
@@ -172,6 +175,10 @@ async def serve_forever(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def main_sandbox(
     host: str,
     port: int,
@@ -195,7 +202,7 @@ def main_sandbox(
             loop.add_signal_handler(signum, stop.set)
 
         def ready(bound: int) -> None:
-            print(f"mem0 sandbox listening on http://{host}:{bound}", flush=True)
+            print(f"mem0 sandbox listening on {base_url(host, bound)}", flush=True)
 
         await serve_forever(host, port, state, stop, ready)
 

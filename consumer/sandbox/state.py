@@ -73,7 +73,10 @@ class SandboxState:
 
     def add_memories(self, records: list[Mapping[str, Any]]) -> list[str]:
         with self.lock:
-            return self.store.add(records, self.clock())
+            now = self.clock()
+            # Jobs that are due run first: they must not reach memories added after their time.
+            self.store.advance(now)
+            return self.store.add(records, now)
 
     def memories(self) -> list[dict[str, Any]]:
         with self.lock:
