@@ -1,8 +1,12 @@
-"""How many requests per second the sandbox answers: N keep-alive clients deleting missing ids.
+"""How many requests per second the sandbox answers: N keep-alive clients deleting.
 
 Run by hand: `.venv/bin/python bench/sandbox_capacity.py [--clients 64] [--seconds 5]
-[--client httpx|raw] [--url http://host:port]`. Without --url it starts the sandbox in a child
-process (`python -m consumer.sandbox`), so the server and the load generator do not share a GIL.
+[--client httpx|raw] [--op delete|delete_all] [--memories N] [--url http://host:port]`.
+
+`--op delete` (the default) deletes missing ids (`DELETE /v1/memories/{id}/`, 404 each);
+`--op delete_all` deletes users (`DELETE /v1/memories/?user_id=...`) from `--memories` seeded
+memories, ten per user. Without --url it starts the sandbox in a child process
+(`python -m consumer.sandbox`), so the server and the load generator do not share a GIL.
 `--client raw` is a minimal asyncio-streams client, to see past httpx's own overhead.
 """
 
@@ -35,28 +39,59 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[-1]
 
 
-async def httpx_worker(url: str, ids: list[str], deadline: float, client: httpx.AsyncClient) -> int:
+class Targets:
+    """The request paths the workers take turns on, and the status each should answer."""
+
+    def __init__(self, op: str, users: int) -> None:
+        if op == "delete":
+            self.paths = [f"/v1/memories/{uuid.uuid4()}/" for _ in range(1000)]
+            self.status = 404
+        else:
+            self.paths = [f"/v1/memories/?user_id=u{i}" for i in range(max(1, users))]
+            self.status = 200
+        self.next = 0
+
+    def take(self) -> str:
+        path = self.paths[self.next % len(self.paths)]
+        self.next += 1
+        return path
+
+
+def seed(url: str, memories: int) -> None:
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for start in range(0, memories, 50_000):
+            records = [
+                {"user_id": f"u{i // 10}", "memory": "m"}
+                for i in range(start, min(memories, start + 50_000))
+            ]
+            client.post("/_sandbox/memories", json=records).raise_for_status()
+
+
+async def httpx_worker(
+    url: str, targets: Targets, deadline: float, client: httpx.AsyncClient
+) -> int:
     done = 0
     while time.perf_counter() < deadline:
-        response = await client.delete(f"{url}/v1/memories/{ids[done % len(ids)]}/")
-        assert response.status_code == 404, response.text
+        response = await client.delete(url + targets.take())
+        assert response.status_code == targets.status, response.text
         done += 1
     return done
 
 
-async def raw_worker(url: str, ids: list[str], deadline: float) -> int:
+async def raw_worker(url: str, targets: Targets, deadline: float) -> int:
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
+    expected = f"HTTP/1.1 {targets.status}".encode()
     done = 0
     try:
         while time.perf_counter() < deadline:
             request = (
-                f"DELETE /v1/memories/{ids[done % len(ids)]}/ HTTP/1.1\r\nHost: {host}\r\n"
+                f"DELETE {targets.take()} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Authorization: Token {API_KEY}\r\nContent-Length: 0\r\n\r\n"
             )
             writer.write(request.encode())
             head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 404"), head
+            assert head.startswith(expected), head
             length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             await reader.readexactly(length)
             done += 1
@@ -66,8 +101,9 @@ async def raw_worker(url: str, ids: list[str], deadline: float) -> int:
     return done
 
 
-async def measure(url: str, clients: int, seconds: float, kind: str) -> tuple[int, float]:
-    ids = [str(uuid.uuid4()) for _ in range(1000)]
+async def measure(
+    url: str, clients: int, seconds: float, kind: str, targets: Targets
+) -> tuple[int, float]:
     headers = {"Authorization": f"Token {API_KEY}"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(headers=headers, limits=limits) as client:
@@ -76,11 +112,11 @@ async def measure(url: str, clients: int, seconds: float, kind: str) -> tuple[in
             await client.get(f"{url}/v1/ping/")  # warm up
 
             def work(deadline: float) -> Awaitable[int]:
-                return httpx_worker(url, ids, deadline, client)
+                return httpx_worker(url, targets, deadline, client)
         else:
 
             def work(deadline: float) -> Awaitable[int]:
-                return raw_worker(url, ids, deadline)
+                return raw_worker(url, targets, deadline)
 
         started = time.perf_counter()
         deadline = started + seconds
@@ -93,6 +129,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--client", choices=("httpx", "raw"), default="httpx")
+    parser.add_argument("--op", choices=("delete", "delete_all"), default="delete")
+    parser.add_argument("--memories", type=int, default=0, help="seed this many first")
     parser.add_argument("--url", help="an already running sandbox (else one is started)")
     args = parser.parse_args()
     proc = None
@@ -100,13 +138,19 @@ def main() -> None:
     if url is None:
         proc, url = start_server()
     try:
-        total, elapsed = asyncio.run(measure(url, args.clients, args.seconds, args.client))
+        if args.memories:
+            started = time.perf_counter()
+            seed(url, args.memories)
+            print(f"seeded {args.memories} memories in {time.perf_counter() - started:.1f} s")
+        targets = Targets(args.op, args.memories // 10)
+        total, elapsed = asyncio.run(measure(url, args.clients, args.seconds, args.client, targets))
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait()
     print(
-        f"{args.client} client, {args.clients} keep-alive connections, {elapsed:.1f} s: "
+        f"{args.op} by {args.client} client, {args.clients} keep-alive connections, "
+        f"{elapsed:.1f} s: "
         f"{total} requests, {total / elapsed:,.0f} req/s"
     )
 

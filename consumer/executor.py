@@ -180,6 +180,10 @@ class Executor:
         except _GaveUp as exc:
             failure = Failure(exc.reason, str(exc), tally.calls, exc.status)
             outcome.failures = dict.fromkeys(operation.refs, failure)
+        except RejectedError as exc:
+            # A listing or job check refused outright: this request cannot be carried out.
+            failure = Failure("rejected", str(exc), tally.calls, exc.status)
+            outcome.failures = dict.fromkeys(operation.refs, failure)
         outcome.calls = tally.calls
         outcome.finished_at = self._wall()
         return outcome

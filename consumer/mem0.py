@@ -233,7 +233,14 @@ class PlatformClient(Mem0Client):
         page = 1
         while len(ids) < limit:
             params = {"page": str(page), "page_size": str(_LIST_PAGE_SIZE)}
-            answer = await self._send("list", "POST", "/v3/memories/", params=params, json=body)
+            try:
+                answer = await self._send("list", "POST", "/v3/memories/", params=params, json=body)
+            except RejectedError as exc:
+                # Paging is by page number: deletes elsewhere can shrink the listing under us,
+                # and a page past the end answers 404 (as Django REST framework does).
+                if exc.status == 404 and page > 1:
+                    break
+                raise
             results = answer.get("results", []) if isinstance(answer, dict) else []
             ids.extend(str(memory["id"]) for memory in results)
             if not results or not answer.get("next"):

@@ -70,7 +70,8 @@ class Sandbox:
         thread, loop, stop = self._thread, self._loop, self._stop
         if thread is None or loop is None or stop is None:
             return
-        loop.call_soon_threadsafe(stop.set)
+        if thread.is_alive():
+            loop.call_soon_threadsafe(stop.set)
         thread.join()
         self._thread = None
 

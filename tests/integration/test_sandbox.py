@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -508,6 +512,39 @@ def test_connection_close_is_honoured(sandbox: Sandbox) -> None:
     request = b"GET /v1/ping/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     received = raw_exchange(sandbox, request, responses=1)
     assert received.startswith(b"HTTP/1.1 401") and b"Connection: close" in received
+
+
+def test_half_closed_connection_still_gets_its_delayed_answer(sandbox: Sandbox) -> None:
+    sandbox.set_faults(latency_ms=50)
+    request = f"GET /v1/ping/ HTTP/1.1\r\nHost: x\r\nAuthorization: Token {API_KEY}\r\n\r\n"
+    with socket.create_connection((sandbox.host, sandbox.port), timeout=5) as conn:
+        conn.sendall(request.encode())
+        conn.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_a_stopped_sandbox_can_start_again() -> None:
+    sandbox = Sandbox(api_key=API_KEY)
+    for _ in range(2):
+        with sandbox, httpx.Client(base_url=sandbox.url, headers=PLATFORM) as client:
+            assert client.get("/v1/ping/").status_code == 200
+
+
+def test_command_line_server_prints_its_url_and_stops_on_sigterm() -> None:
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "consumer.sandbox", "--port", "0", "--api-key", API_KEY]
+    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=url, headers=PLATFORM) as client:
+            assert client.get("/v1/ping/").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
 
 
 # the official SDK
