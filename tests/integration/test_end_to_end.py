@@ -190,3 +190,35 @@ def test_outage_commits_nothing_and_a_restarted_consumer_finishes(
     with RunningConsumer(settings):
         wait_committed(kafka, topics.group, ends)
     assert remaining_ids(sandbox) == set()
+
+
+def test_a_poison_id_in_a_batch_of_1000_dead_letters_only_its_event(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    ids = list(seed(sandbox, [{"user_id": f"u{n % 7}", "memory": "x"} for n in range(1000)]))
+    poison = ids[617]
+    sandbox.set_faults(poison_ids=frozenset({poison}))
+    events = [
+        event(EventType.MEMORIES_DELETED, memory_ids=ids[n : n + 10]) for n in range(0, 1000, 10)
+    ]
+    ends = publish(kafka, topics.input, encoded(events))
+    # One flush of all 100 events, so all 1000 ids share one batch.
+    settings = make_settings(
+        kafka, sandbox.url, topics, FLUSH_MAX_EVENTS="100", FLUSH_MAX_WAIT_MS="5000"
+    )
+    with RunningConsumer(settings) as consumer:
+        wait_committed(kafka, topics.group, ends)
+        flushes = consumer.metric("mem0_deletion_flush_events_count")
+
+    assert flushes == 1
+    assert remaining_ids(sandbox) == {poison}
+    letters = read_all(kafka, topics.dlq, expected=1)
+    assert len(letters) == 1
+    headers = header_dict(letters[0])
+    assert headers["dlq.reason"] == b"rejected"
+    assert headers["dlq.event_id"] == events[61].event_id.encode()
+    assert headers["dlq.http_status"] == b"400"
+    batches = [c for c in sandbox.calls() if c["operation"] == "batch_delete"]
+    # Halving isolates one id in about 2*log2(1000) + 1 calls.
+    assert len(batches) <= 2 * 10 + 1
+    assert max(len(c["body"]["memories"]) for c in batches) == 1000
