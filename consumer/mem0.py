@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 
@@ -207,7 +208,7 @@ class PlatformClient(Mem0Client):
         return str(job_id)
 
     async def job_status(self, job_id: str) -> JobStatus:
-        body = await self._send("job_status", "GET", f"/v1/event/{job_id}/")
+        body = await self._send("job_status", "GET", f"/v1/event/{quote(job_id, safe='')}/")
         if not isinstance(body, dict) or "status" not in body:
             raise TransientError("job status without a status", operation="job_status")
         error = body.get("error")
@@ -220,7 +221,8 @@ class PlatformClient(Mem0Client):
         await self._send("batch_delete", "DELETE", "/v1/batch/", json=body)
 
     async def delete(self, memory_id: str) -> None:
-        await self._send("delete", "DELETE", f"/v1/memories/{memory_id}/", missing_ok=True)
+        path = f"/v1/memories/{quote(memory_id, safe='')}/"
+        await self._send("delete", "DELETE", path, missing_ok=True)
 
     async def list_ids(self, scope: Scope, limit: int) -> list[str]:
         if not scope.entities:
@@ -273,7 +275,9 @@ class OssClient(Mem0Client):
         raise RejectedError("the self-hosted server has no batch endpoint", operation="delete")
 
     async def delete(self, memory_id: str) -> None:
-        await self._send("delete", "DELETE", f"/memories/{memory_id}", missing_ok=True)
+        # The planner admits only plain path segments here; quoting is the second lock.
+        path = f"/memories/{quote(memory_id, safe='')}"
+        await self._send("delete", "DELETE", path, missing_ok=True)
 
     async def list_ids(self, scope: Scope, limit: int) -> list[str]:
         if not scope.entities:

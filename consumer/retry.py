@@ -24,7 +24,7 @@ class Verdict(Enum):
 
 
 _HALTING = frozenset({401, 403})
-_TRANSIENT = frozenset({408, 425, 429})
+_TRANSIENT = frozenset({408, 429})
 
 
 def classify(status: int | None, *, missing_is_success: bool = False) -> Verdict:
