@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from consumer.events import Scope
+from consumer.pacing import AdaptiveRate
 from consumer.planner import OSS, PLATFORM, Capabilities
 from consumer.retry import Verdict, classify, parse_retry_after
 
@@ -123,10 +124,15 @@ class Mem0Client(ABC):
         *,
         max_concurrency: int = 32,
         observe: Observer | None = None,
+        pace: AdaptiveRate | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
         self._slots = asyncio.Semaphore(max_concurrency)
         self._observe = observe or (lambda _op, _status, _seconds: None)
+        # Slows every call down after a 429, so retries do not keep the server throttled.
+        self.pace = pace if pace is not None else AdaptiveRate()
+        self._clock = clock
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -165,6 +171,9 @@ class Mem0Client(ABC):
         json: Any = None,
         missing_ok: bool = False,
     ) -> Any:
+        wait = self.pace.reserve(self._clock())
+        if wait > 0:
+            await asyncio.sleep(wait)
         async with self._slots:
             started = time.perf_counter()
             try:
@@ -176,8 +185,11 @@ class Mem0Client(ABC):
                 ) from exc
             self._observe(operation, str(response.status_code), time.perf_counter() - started)
         status = response.status_code
+        if status == 429:
+            self.pace.throttled(self._clock())
         verdict = classify(status, missing_is_success=missing_ok)
         if verdict is Verdict.SUCCESS:
+            self.pace.succeeded(self._clock())
             return _json_or_none(response)
         message = f"HTTP {status} on {operation}: {_error_text(response)}"
         if verdict is Verdict.RETRY:
