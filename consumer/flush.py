@@ -23,7 +23,7 @@ from consumer.executor import Executor, Failure
 from consumer.metrics import Metrics
 from consumer.planner import Capabilities, Operation, Ref, Rejection, plan
 from consumer.producer import AsyncProducer, DeliveryError
-from consumer.registry import RegistryUnavailable
+from consumer.registry import RegistryError
 
 __all__ = ["DeadLetterSink", "Flush", "Record"]
 
@@ -148,14 +148,15 @@ class Flush:
         await asyncio.gather(*chores)
 
     async def _decode(self, value: bytes | None) -> DeletionEvent:
-        """Decode, waiting out a registry that cannot be reached: that is no reason to
-        dead-letter a good event."""
+        """Decode, waiting out a registry that cannot be reached or refuses our credentials:
+        neither is a reason to dead-letter a good event."""
         delay = 0.5
         while True:
             try:
                 return self._decoder.decode(value)
-            except RegistryUnavailable as exc:
-                log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
+            except RegistryError as exc:
+                level = logging.WARNING if exc.retriable else logging.ERROR
+                log.log(level, "schema registry failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_CAP_S)
 
