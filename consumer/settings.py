@@ -1,14 +1,22 @@
-"""One frozen settings object, read from an explicit environment mapping and command-line flags.
+"""One frozen settings object, read from flags, an explicit environment mapping and a TOML file.
 
-Precedence is flag > environment > default. Every bad value raises `SettingsError`, whose text
-is one line naming the environment variable (CONTRACT section 8: the CLI prints it, exit 2).
+Precedence is flag > environment > configuration file > default. Every bad value raises
+`SettingsError`, whose text is one line naming the environment variable (CONTRACT section 8: the
+CLI prints it, exit 2).
+
+The configuration file (`--config PATH` or `DELETION_CONSUMER_CONFIG`) is TOML whose keys are the
+environment variables' names (`METRICS_PORT = 9400`, `DELETION_TOPICS = ["a", "b"]`,
+`KAFKA_SASL_PASSWORD_FILE = "/run/secrets/kafka"`), plus a `[kafka]` table of librdkafka
+properties under their own dotted names (`sasl.mechanism = "SCRAM-SHA-512"`). An unknown key is
+an error, so a typo never passes silently.
 
 librdkafka properties pass through the way Confluent's images do it: `KAFKA_<NAME>` becomes
 `<name>` lower-cased, `_` -> `.`, `__` -> `_`, `___` -> `-` (`KAFKA_SESSION_TIMEOUT_MS` is
 `session.timeout.ms`, `KAFKA_LOG__LEVEL` is `log_level`); `KAFKA_<NAME>_FILE` reads the value
 from a file; `--kafka-property key=value` adds or overrides. Secrets (`MEM0_API_KEY`,
 `LOG_HASH_KEY`, and any property named like a password, secret or key) are never rendered.
-`MEM0_API_KEY_FILE` and `LOG_HASH_KEY_FILE` read those secrets from files.
+`MEM0_API_KEY_FILE` and `LOG_HASH_KEY_FILE` read those secrets from files. The API key is never
+sent over plain `http://` to a host that is not loopback unless `MEM0_ALLOW_INSECURE_HTTP` says so.
 
 When `LOG_HASH_KEY` is empty, identifiers in logs are hashed with a random key made when this
 process starts, so their hashes are comparable within one process only.
@@ -18,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import ipaddress
 import math
 import re
 import secrets
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,7 +38,16 @@ from types import MappingProxyType
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Secret", "Settings", "SettingsError", "add_arguments", "from_args"]
+__all__ = [
+    "CONFIG_ENV",
+    "Secret",
+    "Settings",
+    "SettingsError",
+    "add_arguments",
+    "from_args",
+    "is_setting",
+    "property_variable",
+]
 
 T = TypeVar("T")
 Backend = Literal["platform", "oss"]
@@ -37,6 +56,7 @@ MASK = "********"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
 KAFKA_PROPERTY_FLAG = "--kafka-property"
+CONFIG_ENV = "DELETION_CONSUMER_CONFIG"
 
 # Made once per process: with no LOG_HASH_KEY, hashes are comparable within this process only.
 _PROCESS_HASH_KEY = secrets.token_bytes(32)
@@ -89,6 +109,7 @@ class Secret:
 class Settings:
     """The effective configuration; build it with `from_sources` or `from_args`."""
 
+    config_file: str | None = None
     bootstrap_servers: str = "localhost:9092"
     group_id: str = "mem0-deletion-consumer"
     topics: tuple[str, ...] = ("memory.deletions",)
@@ -98,6 +119,7 @@ class Settings:
     mem0_backend: Backend = "platform"
     mem0_base_url: str = "https://api.mem0.ai"
     mem0_api_key: Secret = field(default_factory=Secret)
+    mem0_allow_insecure_http: bool = False
     metrics_port: int = 9400
     flush_max_events: int = 5000
     flush_max_bytes: int = 8 * 1024 * 1024
@@ -130,7 +152,8 @@ class Settings:
     ) -> Settings:
         """Settings from an environment mapping and flags keyed by field name (None: unset).
 
-        `read_file` reads the *_FILE secrets; tests pass a fake and never touch os.environ.
+        The configuration file is named by the `config_file` flag or `DELETION_CONSUMER_CONFIG`.
+        `read_file` reads it and the *_FILE secrets; tests pass a fake and never touch os.environ.
         """
         return _build(_Sources(env, flags or {}, read_file), needs_mem0=needs_mem0)
 
@@ -202,6 +225,7 @@ class _Option:
     help: str
     flag: str = ""
     kind: Literal["value", "bool", "secret", "file"] = "value"
+    metavar: str = ""
 
     @property
     def option_string(self) -> str:
@@ -210,6 +234,9 @@ class _Option:
 
 # fmt: off
 _OPTIONS = (
+    _Option(CONFIG_ENV, "config_file",
+            "TOML file of settings: keys are these variables' names, [kafka] holds librdkafka "
+            "properties; flags and variables override it", flag="--config", metavar="PATH"),
     _Option("KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", "Kafka brokers, host:port,...",
             flag="--bootstrap-servers"),
     _Option("KAFKA_GROUP_ID", "group_id", "consumer group id", flag="--group-id"),
@@ -226,6 +253,9 @@ _OPTIONS = (
             kind="secret"),
     _Option("MEM0_API_KEY_FILE", "mem0_api_key_file", "read the Mem0 API key from this file",
             kind="file"),
+    _Option("MEM0_ALLOW_INSECURE_HTTP", "mem0_allow_insecure_http",
+            "allow sending the API key over plain http:// to a host that is not loopback "
+            "(a sandbox on a private network only)", kind="bool"),
     _Option("METRICS_PORT", "metrics_port", "port of /metrics, /healthz, /readyz; 0: none"),
     _Option("FLUSH_MAX_EVENTS", "flush_max_events", "events per flush at most"),
     _Option("FLUSH_MAX_BYTES", "flush_max_bytes", "message bytes per flush at most"),
@@ -259,6 +289,21 @@ _BY_ENV = {option.env: option for option in _OPTIONS}
 _FLAG_DESTS = frozenset({option.dest for option in _OPTIONS} | {"kafka_property"})
 
 
+def is_setting(name: str) -> bool:
+    """Whether an environment variable (or configuration file key) is read as a setting."""
+    if name in _BY_ENV:
+        return True
+    if not name.startswith("KAFKA_") or _NOT_PROPERTIES.fullmatch(name):
+        return False
+    prop = _property_name(name.removesuffix("_FILE").removeprefix("KAFKA_"))
+    return _PROPERTY.fullmatch(prop) is not None
+
+
+def property_variable(prop: str) -> str:
+    """The `KAFKA_*` variable that sets a librdkafka property (the inverse of the convention)."""
+    return "KAFKA_" + prop.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One long option per setting, all defaulting to None so unset flags fall back to env."""
     group = parser.add_argument_group("configuration (each option also an environment variable)")
@@ -282,7 +327,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 option.option_string,
                 dest=option.dest,
                 default=None,
-                metavar="PATH" if option.kind == "file" else option.env,
+                metavar=option.metavar or ("PATH" if option.kind == "file" else option.env),
                 help=help_text,
             )
     group.add_argument(
@@ -311,12 +356,17 @@ class _Invalid(ValueError):
 
 
 class _Sources:
+    """The layers, highest first: flags, environment, configuration file."""
+
     def __init__(
         self, env: Mapping[str, str], flags: Mapping[str, object], read_file: Callable[[str], str]
     ) -> None:
         self.env = env
         self.flags = flags
         self._read_file = read_file
+        self.config_path: str | None = None
+        self.file: dict[str, str] = {}  # the configuration file's keys, values as text
+        self.file_kafka: dict[str, str] = {}  # its [kafka] table, by property name
 
     def _flag(self, name: str) -> str | None:
         value = self.flags.get(_BY_ENV[name].dest)
@@ -324,7 +374,10 @@ class _Sources:
 
     def text(self, name: str) -> str | None:
         flag = self._flag(name)
-        return flag if flag is not None else self.env.get(name)
+        if flag is not None:
+            return flag
+        # A variable set to "" is set (RECEIPTS_TOPIC= turns receipts off): it hides the file.
+        return self.env[name] if name in self.env else self.file.get(name)
 
     def value(self, name: str, parse: Callable[[str], T], default: T) -> T:
         text = self.text(name)
@@ -336,14 +389,15 @@ class _Sources:
             raise SettingsError(name, str(exc)) from exc
 
     def secret(self, name: str) -> Secret:
-        """Flag, flag file, variable, variable file: the first one set wins."""
+        """Per layer (flags, environment, configuration file) the value or its file: first wins."""
         file_name = name + "_FILE"
-        for source in ("flag", "env"):
-            if source == "flag":
-                value, path = self._flag(name), self._flag(file_name)
-            else:
-                value, path = self.env.get(name), self.env.get(file_name)
-            value = None if value is None else value.strip()
+        layers = (
+            (self._flag(name), self._flag(file_name)),
+            (self.env.get(name), self.env.get(file_name)),
+            (self.file.get(name), self.file.get(file_name)),
+        )
+        for raw, path in layers:
+            value = None if raw is None else raw.strip()
             if value and path is not None:
                 raise SettingsError(file_name, f"cannot be combined with {name}")
             if path is not None:  # an empty variable beside its _FILE counts as unset
@@ -352,14 +406,69 @@ class _Sources:
                 return Secret(value)
         return Secret()
 
-    def read(self, name: str, path: str) -> str:
+    def read(self, name: str, path: str, *, may_be_empty: bool = False) -> str:
         try:
             text = self._read_file(path)
         except (OSError, ValueError) as exc:
             raise SettingsError(name, f"cannot read {path!r}: {_reason(exc)}") from exc
-        if not text.strip():
+        if not text.strip() and not may_be_empty:
             raise SettingsError(name, f"{path!r} is empty")
         return text
+
+    def load_config(self) -> None:
+        """Read the configuration file named by the flag or the variable, if any."""
+        path = (self.text(CONFIG_ENV) or "").strip()
+        if not path:
+            return
+        try:
+            data = tomllib.loads(self.read(CONFIG_ENV, path, may_be_empty=True))
+        except tomllib.TOMLDecodeError as exc:
+            problem = " ".join(str(exc).split())
+            raise SettingsError(CONFIG_ENV, f"{path!r} is not valid TOML: {problem}") from exc
+        self.config_path = path
+        for key, value in data.items():
+            if key == "kafka":
+                if not isinstance(value, dict):
+                    raise SettingsError(
+                        CONFIG_ENV, f"{path!r}: kafka must be a table of librdkafka properties"
+                    )
+                self.file_kafka = _flatten(path, value)
+            elif key == CONFIG_ENV or not is_setting(key):
+                raise SettingsError(CONFIG_ENV, _unknown_key(path, key))
+            else:
+                self.file[key] = _toml_text(path, key, value)
+
+
+def _unknown_key(path: str, key: str) -> str:
+    hint = ""
+    if key != key.upper() and is_setting(key.upper()):
+        hint = f" (keys are the variables' names: {key.upper()})"
+    return f"unknown key {key!r} in {path!r}{hint}"
+
+
+def _toml_text(path: str, key: str, value: object) -> str:
+    """A TOML value as the text a variable would hold: true/false, numbers, lists joined by ','."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(item, str | int | float) for item in value):
+        return ",".join(_toml_text(path, key, item) for item in value)
+    raise SettingsError(
+        CONFIG_ENV, f"{path!r}: {key} must be a string, number, boolean or list of them"
+    )
+
+
+def _flatten(path: str, table: Mapping[str, object], prefix: str = "") -> dict[str, str]:
+    """`[kafka]` with `sasl.mechanism = ...` parses as nested tables: back to dotted names."""
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            out.update(_flatten(path, value, name + "."))
+        else:
+            out[name] = _toml_text(path, f"[kafka] {name}", value)
+    return out
 
 
 def _flag_text(value: object) -> str:
@@ -385,6 +494,7 @@ def _reason(exc: Exception) -> str:
 
 def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
     d = Settings()
+    src.load_config()
     topics = src.value("DELETION_TOPICS", _topics, d.topics)
     dlq_topic = src.value("DLQ_TOPIC", _topic, d.dlq_topic)
     receipts_topic = src.value("RECEIPTS_TOPIC", _optional(_topic), d.receipts_topic)
@@ -403,6 +513,14 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
     # Commands that never call Mem0 (produce, config) need no key.
     if needs_mem0 and backend == "platform" and not api_key:
         raise SettingsError("MEM0_API_KEY", "required for the platform backend")
+    base_url = src.value("MEM0_BASE_URL", _http_url, d.mem0_base_url)
+    allow_http = src.value("MEM0_ALLOW_INSECURE_HTTP", _bool, d.mem0_allow_insecure_http)
+    if api_key and not allow_http and _in_clear_off_host(base_url):
+        raise SettingsError(
+            "MEM0_BASE_URL",
+            f"refusing to send the API key in clear to {_shown(_redact_url(base_url))} (not "
+            "loopback); use https://, or MEM0_ALLOW_INSECURE_HTTP=true for a sandbox",
+        )
 
     retry_base_ms = src.value("RETRY_BASE_MS", _integer(1, 60_000), d.retry_base_ms)
     retry_cap_s = src.value("RETRY_CAP_S", _number(0, 3600, above=True), d.retry_cap_s)
@@ -410,6 +528,7 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
         raise SettingsError("RETRY_CAP_S", f"must be at least RETRY_BASE_MS ({retry_base_ms} ms)")
 
     return Settings(
+        config_file=src.config_path,
         bootstrap_servers=src.value("KAFKA_BOOTSTRAP_SERVERS", _non_empty, d.bootstrap_servers),
         group_id=src.value("KAFKA_GROUP_ID", _non_empty, d.group_id),
         topics=topics,
@@ -419,8 +538,9 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
             "SCHEMA_REGISTRY_URL", _optional(_http_url), d.schema_registry_url
         ),
         mem0_backend=backend,
-        mem0_base_url=src.value("MEM0_BASE_URL", _http_url, d.mem0_base_url),
+        mem0_base_url=base_url,
         mem0_api_key=api_key,
+        mem0_allow_insecure_http=allow_http,
         metrics_port=src.value("METRICS_PORT", _integer(0, 65535), d.metrics_port),
         flush_max_events=src.value("FLUSH_MAX_EVENTS", _integer(1, 1_000_000), d.flush_max_events),
         flush_max_bytes=src.value("FLUSH_MAX_BYTES", _integer(1, 1 << 30), d.flush_max_bytes),
@@ -570,6 +690,18 @@ def _http_url(text: str) -> str:
     return value.rstrip("/")
 
 
+def _in_clear_off_host(url: str) -> bool:
+    """Plain http:// to a host that is not this machine (loopback stays on the machine)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name other than localhost may resolve anywhere
+
+
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
@@ -698,30 +830,41 @@ def _check_property(name: str, prop: str, value: str) -> None:
 
 
 def _kafka_properties(src: _Sources) -> dict[str, str]:
-    props: dict[str, str] = {}
-    for name in sorted(src.env):
-        if not name.startswith("KAFKA_") or name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_GROUP_ID"):
-            continue
-        if _NOT_PROPERTIES.fullmatch(name):
-            continue
-        if name.endswith("_FILE"):
-            base = name.removesuffix("_FILE")
-            if src.env.get(base, "").strip():
-                raise SettingsError(name, f"cannot be combined with {base}")
-            value = src.read(name, src.env[name])
-        elif name + "_FILE" in src.env and not src.env[name].strip():
-            continue  # an empty variable beside its _FILE counts as unset
-        else:
-            base, value = name, src.env[name]
-        prop = _property_name(base.removeprefix("KAFKA_"))
-        _check_property(name, prop, value)
+    """Lowest layer first, so each overrides the one below: file, environment, flags."""
+    props = _variable_properties(src, src.file)
+    for prop, value in src.file_kafka.items():
+        _check_property(f"[kafka] {prop}", prop, value)
         props[prop] = value
+    props.update(_variable_properties(src, src.env))
     for item in _flag_items(src.flags.get("kafka_property")):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise SettingsError(KAFKA_PROPERTY_FLAG, "expected KEY=VALUE")
         _check_property(KAFKA_PROPERTY_FLAG, key.strip(), value)
         props[key.strip()] = value
+    return props
+
+
+def _variable_properties(src: _Sources, variables: Mapping[str, str]) -> dict[str, str]:
+    """`KAFKA_<NAME>` and `KAFKA_<NAME>_FILE` entries of one layer (environment or file)."""
+    props: dict[str, str] = {}
+    for name in sorted(variables):
+        if not name.startswith("KAFKA_") or name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_GROUP_ID"):
+            continue
+        if _NOT_PROPERTIES.fullmatch(name):
+            continue
+        if name.endswith("_FILE"):
+            base = name.removesuffix("_FILE")
+            if variables.get(base, "").strip():
+                raise SettingsError(name, f"cannot be combined with {base}")
+            value = src.read(name, variables[name])
+        elif name + "_FILE" in variables and not variables[name].strip():
+            continue  # an empty variable beside its _FILE counts as unset
+        else:
+            base, value = name, variables[name]
+        prop = _property_name(base.removeprefix("KAFKA_"))
+        _check_property(name, prop, value)
+        props[prop] = value
     return props
 
 

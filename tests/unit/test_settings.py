@@ -88,6 +88,7 @@ def test_typed_values_parse() -> None:
         {
             "MEM0_BACKEND": "OSS",
             "MEM0_BASE_URL": "http://mem0:8000/",
+            "MEM0_ALLOW_INSECURE_HTTP": "true",  # the key in clear to a host that is not loopback
             "SCHEMA_REGISTRY_URL": "http://registry:8081",
             "RECEIPTS_TOPIC": "",
             "MEM0_TIMEOUT_S": "2.5",
