@@ -139,6 +139,9 @@ class Metrics:
         self.in_flight_events = gauge("in_flight_events", "Events polled, not yet committable.")
         self.partitions_assigned = gauge("partitions_assigned", "Input partitions assigned.")
         self.partitions_paused = gauge("partitions_paused", "Input partitions paused.")
+        self.dlq_guard_tripped = gauge(
+            "dlq_guard_tripped", "1 once the dead-letter guard has stopped dead-lettering."
+        )
 
         # Pre-bound children: creating them is what makes each series exist at 0.
         self.events = {

@@ -1,0 +1,311 @@
+"""The SRE view, end to end: one run on a real broker and the sandbox, then what it showed.
+
+One run (module scope, to stay fast) publishes a known mix, meets a short Mem0 outage, and is
+scraped over HTTP; the tests then hold /metrics to what happened (the sandbox's call log is the
+witness for the calls), the ops files to the live metric names, and the logs and metrics to
+containing no identifier of the test data and no API key.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumer.broker import create_topics, free_port
+from consumer.codec import Encoder, SchemaStore
+from consumer.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
+from consumer.logs import configure_logging
+from consumer.metrics import DLQ_REASONS, EVENT_TYPES, OUTCOMES
+from consumer.sandbox import Sandbox
+from tests.support.harness import (
+    RunningConsumer,
+    Topics,
+    header_dict,
+    make_settings,
+    new_topics,
+    publish,
+    read_all,
+    wait_committed,
+)
+from tests.support.ops import exposed_names, names_used
+
+pytestmark = pytest.mark.integration
+
+ENCODER = Encoder(SchemaStore.from_directory())
+HOUR = 3600.0
+P = "mem0_deletion_"
+
+
+@dataclass
+class Observed:
+    topics: Topics
+    api_key: str
+    ids: set[str]  # every user, run and memory id of the test data
+    scrape: str  # /metrics once every offset was committed
+    lag_scrape: str  # /metrics once the lag had been measured after the drain
+    health: dict[str, int]
+    calls: list[dict[str, Any]]
+    letters: list[Any]
+    logs: list[str]
+    remaining: list[dict[str, Any]]
+    started_at: float
+
+
+def _event(kind: EventType, *, memory_ids: tuple[str, ...] = (), **scope: Any) -> DeletionEvent:
+    return DeletionEvent(
+        event_id=str(uuid.uuid4()),
+        occurred_at_ms=int((time.time() - HOUR) * 1000),  # asked for an hour ago
+        type=kind,
+        scope=None if kind is EventType.MEMORIES_DELETED else Scope.of(**scope),
+        memory_ids=memory_ids,
+        source="test",
+        reason="GDPR",
+    )
+
+
+def _record(event: DeletionEvent) -> tuple[bytes | None, bytes]:
+    return partition_key(event_to_record(event)), ENCODER.single_object(event)
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def samples(scrape: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples called `name`, keyed by their sorted labels."""
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def by(scrape: str, name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """The non-zero samples of `name`, keyed by the values of `labels`."""
+    found: dict[tuple[str, ...], float] = {}
+    for key, value in samples(scrape, name).items():
+        label_map = dict(key)
+        if value:
+            found[tuple(label_map[label] for label in labels)] = value
+    return found
+
+
+def _lags(scrape: str, topic: str) -> dict[str, float]:
+    return {
+        dict(key)["partition"]: value
+        for key, value in samples(scrape, P + "consumer_lag").items()
+        if dict(key)["topic"] == topic
+    }
+
+
+@pytest.fixture(scope="module")
+def observed(kafka: str) -> Iterator[Observed]:
+    topics = new_topics()
+    create_topics(kafka, [topics.input, topics.dlq], partitions=3)
+    api_key = "sk-observe-" + secrets.token_hex(12)
+    tag = uuid.uuid4().hex[:8]
+    ann, ben, cat, dan = (f"{name}-{tag}" for name in ("ann", "ben", "cat", "dan"))
+    session, other_session = f"run-{tag}", f"run-other-{tag}"
+    with Sandbox(seed=7, api_key=api_key) as sandbox:
+        memory_ids = sandbox.add_memories(
+            [
+                *[{"user_id": ann, "memory": "x"}] * 2,
+                {"user_id": ben, "memory": "x"},
+                *[{"user_id": cat, "run_id": session, "memory": "x"}] * 2,
+                {"user_id": cat, "run_id": other_session, "memory": "x"},  # stays
+                *[{"user_id": dan, "memory": "x"}] * 3,  # two deleted by id, one stays
+            ]
+        )
+        dan_ids = memory_ids[-3:]
+        for_ann = _event(EventType.USER_DELETED, user_id=ann)
+        events = [
+            for_ann,
+            for_ann,  # re-delivered: a duplicate in the same flush
+            _event(EventType.USER_DELETED, user_id=ben),
+            _event(EventType.SESSION_EXPIRED, run_id=session, user_id=cat),
+            _event(EventType.MEMORIES_DELETED, memory_ids=(dan_ids[0],)),
+            _event(EventType.MEMORIES_DELETED, memory_ids=(dan_ids[1],)),
+            _event(EventType.USER_DELETED, user_id="*"),  # invalid_scope
+        ]
+        records = [*map(_record, events), (b"garbage", b"\x07 not an event")]  # decode_error
+        ends = publish(kafka, topics.input, records)
+        port = free_port()
+        settings = make_settings(
+            kafka,
+            sandbox.url,
+            topics,
+            MEM0_API_KEY=api_key,
+            METRICS_PORT=str(port),
+            # All eight records in one flush, so the duplicate is seen as one.
+            FLUSH_MAX_EVENTS=str(len(records)),
+            FLUSH_MAX_WAIT_MS="3000",
+        )
+        stream = io.StringIO()
+        root, ours = logging.getLogger(), logging.getLogger("consumer")
+        saved = (list(root.handlers), root.level, ours.level)
+        configure_logging("DEBUG", "json", stream)
+        started_at = time.time()
+        sandbox.set_faults(outage=True)  # so that some calls fail and are retried
+        try:
+            with RunningConsumer(settings):
+                deadline = time.monotonic() + 20
+                while sum(c["fault"] == "outage" for c in sandbox.calls()) < 2:
+                    assert time.monotonic() < deadline, "the consumer never reached the sandbox"
+                    time.sleep(0.02)
+                sandbox.set_faults(outage=False)
+                wait_committed(kafka, topics.group, ends, timeout_s=30)
+                health = {path: _get(port, path)[0] for path in ("/healthz", "/readyz")}
+                scrape = _get(port, "/metrics")[1]
+                # The lag is measured every 10 s, off the loop: wait for a drained reading.
+                deadline = time.monotonic() + 15
+                while True:
+                    lag_scrape = _get(port, "/metrics")[1]
+                    lags = _lags(lag_scrape, topics.input)
+                    if len(lags) == 3 and not any(lags.values()):
+                        break
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+        finally:
+            root.handlers[:] = saved[0]
+            root.setLevel(saved[1])
+            ours.setLevel(saved[2])
+        yield Observed(
+            topics=topics,
+            api_key=api_key,
+            ids={ann, ben, cat, dan, session, other_session, *memory_ids},
+            scrape=scrape,
+            lag_scrape=lag_scrape,
+            health=health,
+            calls=sandbox.calls(),
+            letters=read_all(kafka, topics.dlq, expected=2),
+            logs=stream.getvalue().splitlines(),
+            remaining=sandbox.memories(),
+            started_at=started_at,
+        )
+
+
+def test_the_run_did_what_it_was_asked(observed: Observed) -> None:
+    assert len(observed.remaining) == 2  # the other session's memory, and dan's third
+    assert len(observed.letters) == 2
+    assert observed.health == {"/healthz": 200, "/readyz": 200}
+
+
+def test_event_counts_equal_what_happened(observed: Observed) -> None:
+    scrape = observed.scrape
+    assert by(scrape, P + "events_total", "type", "outcome") == {
+        ("user_deleted", "deleted"): 2,
+        ("user_deleted", "duplicate"): 1,
+        ("user_deleted", "dead_lettered"): 1,
+        ("session_expired", "deleted"): 1,
+        ("memories_deleted", "deleted"): 2,
+        ("unknown", "dead_lettered"): 1,
+    }
+    # Every bounded series exists, at 0 where nothing happened.
+    assert len(samples(scrape, P + "events_total")) == len(EVENT_TYPES) * len(OUTCOMES)
+    assert by(scrape, P + "dlq_messages_total", "reason") == {
+        ("invalid_scope",): 1,
+        ("decode_error",): 1,
+    }
+    assert len(samples(scrape, P + "dlq_messages_total")) == len(DLQ_REASONS)
+    reasons = Counter(header_dict(m)["dlq.reason"] for m in observed.letters)
+    assert reasons == {b"decode_error": 1, b"invalid_scope": 1}
+    assert by(scrape, P + "flush_events_sum") == {(): 8}
+
+
+def test_call_counts_equal_the_sandbox_call_log(observed: Observed) -> None:
+    scrape, calls = observed.scrape, observed.calls
+    witnessed = Counter((c["operation"], str(c["status"])) for c in calls)
+    assert {"delete_all", "job_status", "list", "batch_delete"} <= {op for op, _ in witnessed}
+    assert by(scrape, P + "api_requests_total", "operation", "status") == witnessed
+    durations = by(scrape, P + "api_request_duration_seconds_count", "operation")
+    assert durations == Counter((c["operation"],) for c in calls)
+    # Each 503 of the outage was tried again, and counted as a server_error retry.
+    failed = Counter(c["operation"] for c in calls if c["status"] == 503)
+    assert sum(failed.values()) >= 2
+    assert by(scrape, P + "api_retries_total", "operation", "reason") == {
+        (operation, "server_error"): count for operation, count in failed.items()
+    }
+
+
+def test_gauges_and_erasure_times_after_the_run(observed: Observed) -> None:
+    scrape = observed.scrape
+    assert by(scrape, P + "downstream_state") == {}  # 0: ok again after the outage
+    assert by(scrape, P + "in_flight_operations") == {}
+    assert by(scrape, P + "dlq_guard_tripped") == {}
+    (last_commit,) = by(scrape, P + "last_commit_timestamp_seconds").values()
+    assert observed.started_at <= last_commit <= time.time()
+    # From occurred_at (an hour before publishing) to the confirming response.
+    counts = by(scrape, P + "time_to_erasure_seconds_count", "type")
+    assert counts == {("user_deleted",): 2, ("session_expired",): 1, ("memories_deleted",): 2}
+    for (kind,), total in by(scrape, P + "time_to_erasure_seconds_sum", "type").items():
+        assert counts[(kind,)] * HOUR <= total <= counts[(kind,)] * (HOUR + 120), kind
+
+
+def test_lag_is_measured_per_assigned_partition_and_drains_to_zero(observed: Observed) -> None:
+    lags = _lags(observed.lag_scrape, observed.topics.input)
+    assert lags == {"0": 0, "1": 0, "2": 0}
+    assert all(value >= 0 for value in _lags(observed.scrape, observed.topics.input).values())
+
+
+def test_every_metric_of_the_dashboard_and_the_alerts_is_in_the_live_scrape(
+    observed: Observed,
+) -> None:
+    live = exposed_names(observed.lag_scrape)
+    for source, names in names_used().items():
+        assert names <= live, f"{source}: {sorted(names - live)} not in /metrics"
+
+
+def test_logs_are_json_lines_and_few(observed: Observed) -> None:
+    entries = [json.loads(line) for line in observed.logs]
+    assert entries and all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
+    messages = Counter(e["msg"] for e in entries)
+    assert messages["partitions assigned"] >= 1
+    # One flush carried all eight events: one summary (it dead-lettered), one progress line.
+    (flush,) = [e for e in entries if e["msg"] == "flush finished"]
+    assert {k: flush[k] for k in ("events", "deleted", "dead_lettered", "duplicates")} == {
+        "events": 8,
+        "deleted": 5,
+        "dead_lettered": 2,
+        "duplicates": 1,
+    }
+    (progress,) = [e for e in entries if e["msg"] == "progress"]
+    assert progress["flushes"] == 1 and progress["events"] == 8
+    # Dead letters one by one at DEBUG only.
+    letters = [e for e in entries if e["msg"] == "dead letter written"]
+    assert sorted(e["reason"] for e in letters) == ["decode_error", "invalid_scope"]
+    assert all(e["level"] == "DEBUG" for e in letters)
+
+
+def test_no_identifier_nor_the_api_key_in_logs_metrics_or_dead_letters(
+    observed: Observed,
+) -> None:
+    texts = {
+        "logs": "\n".join(observed.logs),
+        "/metrics": observed.scrape + observed.lag_scrape,
+        "dlq headers": repr([header_dict(m) for m in observed.letters]),
+    }
+    assert observed.ids and observed.logs
+    for where, text in texts.items():
+        assert observed.api_key not in text, f"the API key is in the {where}"
+        leaked = sorted(i for i in observed.ids if i in text)
+        assert not leaked, f"identifiers in the {where}: {leaked}"
