@@ -10,10 +10,11 @@ in halves until the offending ids are isolated, so only their events fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TypeVar
@@ -30,6 +31,9 @@ T = TypeVar("T")
 
 # Compound scopes are resolved this many ids at a time (the Platform's batch limit).
 _RESOLVE_CHUNK = 1000
+# While the downstream struggles, one call at a time, spaced from this to the cap.
+_TRIAL_GAP_S = 0.25
+_TRIAL_GAP_CAP_S = 5.0
 # A scope whose listing stops shrinking for this many rounds is not being deleted.
 _STALLED_ROUNDS = 3
 
@@ -83,6 +87,8 @@ class Downstream:
         *,
         probe_interval_s: float = 15.0,
         on_change: Callable[[DownstreamState], None] | None = None,
+        struggle_after_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._probe_interval_s = probe_interval_s
@@ -91,6 +97,11 @@ class Downstream:
         self._open.set()
         self._probe: asyncio.Task[None] | None = None
         self.state = DownstreamState.OK
+        self._clock = clock
+        self._struggle_after_s = struggle_after_s
+        self._failing_since: float | None = None
+        self._trial = asyncio.Lock()
+        self._trial_gap = _TRIAL_GAP_S
 
     def _set(self, state: DownstreamState) -> None:
         if state is not self.state:
@@ -100,13 +111,43 @@ class Downstream:
     async def wait_open(self) -> None:
         await self._open.wait()
 
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold around each call. While struggling (an outage), calls go one at a time: the
+        first to succeed reopens the way for all, and the others are not hammering meanwhile.
+        """
+        if not self.struggling():
+            yield
+            return
+        async with self._trial:
+            yield
+            if self.struggling():
+                # Still failing: the next trial waits, longer each time (up to a cap).
+                await asyncio.sleep(self._trial_gap)
+                self._trial_gap = min(self._trial_gap * 2, _TRIAL_GAP_CAP_S)
+
     def succeeded(self) -> None:
+        self._failing_since = None
+        self._trial_gap = _TRIAL_GAP_S
         if self.state is DownstreamState.BACKING_OFF:
             self._set(DownstreamState.OK)
 
     def backing_off(self) -> None:
+        if self._failing_since is None:
+            self._failing_since = self._clock()
         if self.state is DownstreamState.OK:
             self._set(DownstreamState.BACKING_OFF)
+
+    def struggling(self) -> bool:
+        """Halted, or nothing has succeeded for a while: new work would only pile up.
+
+        A failure here and there (a 5xx, a 429) is not struggling as long as other calls
+        still go through; an outage is.
+        """
+        if self.state is DownstreamState.HALTED:
+            return True
+        since = self._failing_since
+        return since is not None and self._clock() - since >= self._struggle_after_s
 
     def halt(self, error: AuthError) -> None:
         if self.state is DownstreamState.HALTED:
@@ -196,7 +237,8 @@ class Executor:
             await self._downstream.wait_open()
             tally.calls += 1
             try:
-                result = await call()
+                async with self._downstream.turn():
+                    result = await call()
             except AuthError as exc:
                 # Nothing is dead-lettered for a credentials problem: wait for it to be fixed.
                 tally.last_status = exc.status

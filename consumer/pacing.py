@@ -1,11 +1,13 @@
 """PURE: a client-side request rate that adapts to 429s (additive increase, multiplicative
 decrease, as TCP does with its window).
 
-Unlimited until the server first throttles; then the rate drops to half of what was being sent,
-and after each further throttle halves again (at most once per `cooldown_s`, since the 429s of
-one burst arrive together). Every second without a throttle adds `recovery_per_s` requests per
-second; past `release_factor` times the rate that was throttled, the limit is lifted again.
-The caller passes the clock, so this is deterministic under test.
+Unlimited until the server throttles a real share of the requests (more than `max_share` of
+those sent in the last second or two: a stray 429 is left to the retry and its Retry-After, or
+random throttling would starve the consumer). Then the rate drops to half of what was being
+sent, and halves again at most once per `cooldown_s` while the share stays high. Every second
+without a throttle adds `recovery_per_s` requests per second; past `release_factor` times the
+rate that was throttled, the limit is lifted. The caller passes the clock, so this is
+deterministic under test.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = ["AdaptiveRate"]
 @dataclass(slots=True)
 class AdaptiveRate:
     floor: float = 1.0  # requests per second, the lowest it ever goes
+    max_share: float = 0.25  # of recent requests throttled before the rate is cut
+    min_requests: int = 50  # no verdict on fewer recent requests than this
     recovery_per_s: float = 5.0  # requests per second regained per second of calm
     cooldown_s: float = 1.0
     release_factor: float = 2.0
@@ -28,6 +32,9 @@ class AdaptiveRate:
     _last_gain: float = 0.0
     _window_start: float = 0.0
     _window_count: int = 0
+    _window_throttled: int = 0
+    _previous_count: int = 0
+    _previous_throttled: int = 0
     _observed: float = 0.0
 
     def reserve(self, now: float) -> float:
@@ -41,6 +48,11 @@ class AdaptiveRate:
 
     def throttled(self, now: float) -> None:
         """The server answered 429."""
+        self._window_throttled += 1
+        sent = self._window_count + self._previous_count
+        throttled = self._window_throttled + self._previous_throttled
+        if sent < self.min_requests or throttled <= self.max_share * sent:
+            return
         if now - self._last_cut < self.cooldown_s:
             return
         current = self.rate if self.rate is not None else max(self._observed_rate(now), 1.0)
@@ -65,8 +77,13 @@ class AdaptiveRate:
         elapsed = now - self._window_start
         if elapsed >= 1.0:
             self._observed = self._window_count / elapsed
+            # Only the window just closed counts as "recent" with the open one.
+            fresh = elapsed < 2.0
+            self._previous_count = self._window_count if fresh else 0
+            self._previous_throttled = self._window_throttled if fresh else 0
             self._window_start = now
             self._window_count = 0
+            self._window_throttled = 0
         self._window_count += 1
 
     def _observed_rate(self, now: float) -> float:

@@ -61,8 +61,11 @@ def publish(
     return ends
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 15.0) -> list[Any]:
-    """Read `expected` records of a topic from the start (or whatever arrived by the timeout)."""
+def read_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 15.0, idle_s: float = 0.0
+) -> list[Any]:
+    """Read a topic from the start: at least `expected` records, then on until nothing new has
+    come for `idle_s`; or whatever arrived by the timeout."""
     reader = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -76,10 +79,14 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 15.0)
         reader.assign([TopicPartition(topic, p, 0) for p in partitions])
         records: list[Any] = []
         deadline = time.monotonic() + timeout_s
-        while len(records) < expected and time.monotonic() < deadline:
-            message = reader.poll(0.2)
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            if len(records) >= expected and time.monotonic() - last >= idle_s:
+                break
+            message = reader.poll(0.1)
             if message is not None and not message.error():
                 records.append(message)
+                last = time.monotonic()
         return records
     finally:
         reader.close()

@@ -1,0 +1,106 @@
+"""HTTP client cost against the sandbox: `python -m bench.http_client [--requests 3000]`.
+
+Runs the Mem0 sandbox in its own process and sends the same deletes (404s, so the store stays
+the same) with httpx's default transport, httpx over aiohttp (this project's default) and bare
+aiohttp, reporting requests per second and client CPU per request, and ratios to the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from consumer.broker import free_port
+
+Send = Callable[[str], Awaitable[int]]
+
+
+async def measure(send: Send, requests: int, concurrency: int) -> tuple[float, float]:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with slots:
+            assert await send(f"/v1/memories/{uuid.uuid4()}/") == 404
+
+    await asyncio.gather(*(one() for _ in range(min(200, requests))))  # warm the pool
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(one() for _ in range(requests)))
+    wall = time.perf_counter() - started
+    return requests / wall, (time.process_time() - cpu) / requests * 1e6
+
+
+async def run(base: str, requests: int, concurrency: int) -> list[tuple[str, float, float]]:
+    headers = {"Authorization": "Token sandbox-key"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    results = []
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as plain:
+
+        async def send_plain(path: str) -> int:
+            return (await plain.request("DELETE", path)).status_code
+
+        results.append(
+            ("httpx (default transport)", *await measure(send_plain, requests, concurrency))
+        )
+    transport = AiohttpTransport(limits=limits)
+    async with httpx.AsyncClient(base_url=base, headers=headers, transport=transport) as over:
+
+        async def send_over(path: str) -> int:
+            return (await over.request("DELETE", path)).status_code
+
+        results.append(
+            ("httpx over aiohttp (ours)", *await measure(send_over, requests, concurrency))
+        )
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base, headers=headers, connector=connector) as bare:
+
+        async def send_bare(path: str) -> int:
+            async with bare.delete(path) as response:
+                await response.read()
+                return response.status
+
+        results.append(("aiohttp alone", *await measure(send_bare, requests, concurrency)))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "consumer.sandbox", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        results = asyncio.run(run(f"http://127.0.0.1:{port}", args.requests, args.concurrency))
+    finally:
+        server.terminate()
+        server.wait()
+    base_rate = results[0][1]
+    print(f"{'client':<28}{'req/s':>9}{'CPU us/req':>12}{'x rate':>9}")
+    for name, rate, cpu in results:
+        print(f"{name:<28}{rate:>9.0f}{cpu:>12.0f}{rate / base_rate:>9.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
