@@ -1,4 +1,4 @@
-"""Command line: `deletion-consumer run | demo | produce | sandbox | config`.
+"""Command line: `deletion-consumer run | replay | demo | produce | sandbox | config`.
 
 Parses, loads settings, and hands over; a bad setting exits 2 with one line naming it.
 """
@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         "--subject", help="registry subject (default: <topic>-value)", default=None
     )
 
+    from consumer.replay import add_replay_arguments
+
+    replay = commands.add_parser("replay", help="put dead letters back on the input topic")
+    add_arguments(replay)
+    add_replay_arguments(replay)
+
     sandbox = commands.add_parser("sandbox", help="run the Mem0-compatible sandbox server")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -76,6 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return produce_lines(
                 settings, sys.stdin, topic=args.topic, framing=args.framing, subject=args.subject
             )
+        if args.command == "replay":
+            from consumer.logs import configure_logging
+            from consumer.replay import run_replay
+
+            settings = from_args(args, os.environ, needs_mem0=False)
+            configure_logging(settings.log_level, settings.log_format)
+            return run_replay(args, settings)
         if args.command == "demo":
             from consumer.demo import run_demo
 

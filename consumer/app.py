@@ -29,6 +29,7 @@ from consumer.mem0 import Mem0Client
 from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker
 from consumer.producer import AsyncProducer
+from consumer.progress import ProgressLog
 from consumer.settings import Settings
 
 __all__ = ["ConsumerApp"]
@@ -76,6 +77,7 @@ class ConsumerApp:
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._progress = asyncio.Event()
+        self._summaries = ProgressLog()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._downstream: Downstream | None = None
         self._executor: Executor | None = None
@@ -83,12 +85,18 @@ class ConsumerApp:
 
     # -- public -------------------------------------------------------------------------------
 
+    def assigned_partitions(self) -> frozenset[TP]:
+        """The partitions this member owns now; call it on the event loop."""
+        return frozenset(self._assignment)
+
     def readiness(self) -> tuple[bool, str]:
-        """For /readyz: an assignment, and a downstream that is not halted."""
+        """For /readyz: an assignment, a downstream that is not halted, no tripped guard."""
         if not self._assignment:
             return False, "no partition assigned"
         if self._downstream is not None and self._downstream.state is DownstreamState.HALTED:
             return False, "downstream halted (authentication refused)"
+        if self._dead_letters.held:
+            return False, "dead-letter guard tripped"
         return True, "ok"
 
     async def run(
@@ -176,6 +184,7 @@ class ConsumerApp:
             dead_letters=self._dead_letters,
             metrics=self._metrics,
             settle=self._done,
+            report=self._summaries.flush_done,
         )
         task = asyncio.get_running_loop().create_task(flush.run())
         self._tasks.add(task)
@@ -190,8 +199,12 @@ class ConsumerApp:
 
     async def _apply_backpressure(self) -> None:
         limit = self._settings.max_in_flight_events
-        halted = self._downstream is not None and (self._downstream.state is DownstreamState.HALTED)
-        if self._in_flight >= limit or halted:
+        # While Mem0 is not answering well, or dead letters are held, more events would only
+        # pile up in memory: they wait in Kafka instead.
+        struggling = self._dead_letters.held or (
+            self._downstream is not None and self._downstream.struggling()
+        )
+        if self._in_flight >= limit or (struggling and self._in_flight > 0):
             to_pause = self._assignment - self._paused
             if to_pause:
                 await self._on_kafka(self._consumer.pause, _partitions(to_pause))
@@ -308,6 +321,7 @@ class ConsumerApp:
                 drained.cancel()
                 await asyncio.gather(drained, return_exceptions=True)
         await self._commit()
+        self._summaries.emit()
         await self._on_kafka(self._consumer.close)
         self._kafka.shutdown(wait=True)
 

@@ -104,7 +104,7 @@ def run_demo(partitions: int = 3, out: TextIO = sys.stdout) -> int:
             {
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                 "KAFKA_GROUP_ID": GROUP,
-                "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "KAFKA_SESSION_TIMEOUT_MS": "3000",  # a short group join
                 "MEM0_BASE_URL": sandbox.url,
                 "MEM0_API_KEY": sandbox.api_key,
                 "METRICS_PORT": "0",

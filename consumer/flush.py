@@ -20,9 +20,11 @@ from consumer.codec import DecodeError, Decoder
 from consumer.dlq import DeadLetter, dead_letter_headers, headers_of
 from consumer.events import DeletionEvent
 from consumer.executor import Executor, Failure
+from consumer.guard import DlqGuard
 from consumer.metrics import Metrics
 from consumer.planner import Capabilities, Operation, Ref, Rejection, plan
 from consumer.producer import AsyncProducer, DeliveryError
+from consumer.progress import FlushSummary
 from consumer.registry import RegistryError
 
 __all__ = ["DeadLetterSink", "Flush", "Record"]
@@ -46,12 +48,24 @@ class DeadLetterSink:
     """Writes dead letters and returns only once the broker has acknowledged them."""
 
     def __init__(
-        self, producer: AsyncProducer, *, topic: str, group: str, metrics: Metrics
+        self,
+        producer: AsyncProducer,
+        *,
+        topic: str,
+        group: str,
+        metrics: Metrics,
+        guard: DlqGuard | None = None,
     ) -> None:
         self._producer = producer
         self._topic = topic
         self._group = group
         self._metrics = metrics
+        self.guard = guard if guard is not None else DlqGuard(max_share=1.0)
+        self._never = asyncio.Event()  # what a write waits on once the guard has tripped
+        self.held = False
+
+    def deleted(self) -> None:
+        self.guard.deleted()
 
     def letter(
         self,
@@ -76,6 +90,18 @@ class DeadLetterSink:
         )
 
     async def write(self, record: Record, letter: DeadLetter, event_type: str) -> None:
+        if not self.guard.admit():
+            if not self.held:
+                self.held = True
+                log.error(
+                    "dead-letter guard tripped: over %.0f%% of recent events failed; no more "
+                    "dead letters are written and nothing past them is committed. Fix the "
+                    "cause (a bad deploy, a schema), then restart.",
+                    self.guard.max_share * 100,
+                )
+            self._metrics.dlq_guard_tripped.set(1)
+            # Held for good: the event stays in flight and uncommitted until a restart.
+            await self._never.wait()
         message = record.message
         headers = dead_letter_headers(headers_of(message), letter, time.time())
         delay = 0.5
@@ -92,6 +118,18 @@ class DeadLetterSink:
                 delay = min(delay * 2, _RETRY_CAP_S)
         self._metrics.dlq[letter.reason].inc()
         self._metrics.events[(event_type, "dead_lettered")].inc()
+        # Per event, so DEBUG only; coordinates and the event id, never the ids it names.
+        log.debug(
+            "dead letter written",
+            extra={
+                "reason": letter.reason,
+                "event_type": event_type,
+                "event_id": letter.event_id,
+                "topic": record.tp[0],
+                "partition": record.tp[1],
+                "offset": record.offset,
+            },
+        )
 
 
 class Flush:
@@ -105,6 +143,7 @@ class Flush:
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         settle: Callable[[Record], None],
+        report: Callable[[FlushSummary], None] | None = None,
     ) -> None:
         self._records = records
         self._decoder = decoder
@@ -113,6 +152,8 @@ class Flush:
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._settle = settle
+        self._report = report
+        self._summary = FlushSummary(events=len(records))
         self._events: list[DeletionEvent] = []
         self._owners: list[Record] = []
         self._remaining: dict[Ref, int] = defaultdict(int)
@@ -121,6 +162,7 @@ class Flush:
         self._copies: dict[Ref, list[Ref]] = defaultdict(list)
 
     async def run(self) -> None:
+        started = time.monotonic()
         chores: list[asyncio.Future[None]] = []
         for record in self._records:
             try:
@@ -134,6 +176,7 @@ class Flush:
 
         planned = plan(self._events, self._caps)
         self._metrics.observe_flush(len(self._records), len(planned.operations))
+        self._summary.operations = len(planned.operations)
         for operation in planned.operations:
             for ref in operation.refs:
                 self._remaining[ref] += 1
@@ -146,6 +189,9 @@ class Flush:
             for ref, rejection in planned.rejected.items()
         )
         await asyncio.gather(*chores)
+        if self._report is not None:
+            self._summary.seconds = time.monotonic() - started
+            self._report(self._summary)
 
     async def _decode(self, value: bytes | None) -> DeletionEvent:
         """Decode, waiting out a registry that cannot be reached or refuses our credentials:
@@ -192,13 +238,17 @@ class Flush:
             await self._dead(record, letter, event.type.value)
         else:
             self._metrics.events[(event.type.value, "deleted")].inc()
+            self._summary.deleted += 1
+            self._dead_letters.deleted()
             erased_after = self._finished_at[ref] - event.occurred_at_ms / 1000
             self._metrics.erasure[event.type.value].observe(max(0.0, erased_after))
             self._settle(record)
         for copy in self._copies.get(ref, ()):
             self._metrics.events[(self._events[copy].type.value, "duplicate")].inc()
+            self._summary.duplicates += 1
             self._settle(self._owners[copy])
 
     async def _dead(self, record: Record, letter: DeadLetter, event_type: str) -> None:
         await self._dead_letters.write(record, letter, event_type)
+        self._summary.dead_lettered += 1
         self._settle(record)

@@ -7,15 +7,17 @@ import logging
 from collections.abc import Callable
 
 import httpx
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from consumer.app import ConsumerApp
 from consumer.codec import Decoder, SchemaStore
 from consumer.executor import Downstream, Executor
 from consumer.health import HealthServer
+from consumer.lag import LagMonitor, lag_client_config
 from consumer.mem0 import Mem0Client, OssClient, PlatformClient, make_http_client
 from consumer.metrics import Metrics, retry_reason
+from consumer.preflight import build_client, check_topics
 from consumer.producer import AsyncProducer
 from consumer.registry import SchemaRegistryClient
 from consumer.retry import RetryPolicy
@@ -49,14 +51,8 @@ def make_mem0_client(
     return kind(http, max_concurrency=settings.mem0_max_concurrency, observe=observe)
 
 
-def _kafka_client(
-    kind: Callable[[dict[str, object]], Consumer], config: dict[str, object]
-) -> Consumer:
-    """librdkafka validates properties when the client is built: a bad one is a bad setting."""
-    try:
-        return kind(config)
-    except KafkaException as exc:
-        raise SettingsError("KAFKA_*", str(exc.args[0])) from exc
+# librdkafka validates properties when a client is built: a bad one is a bad setting.
+_kafka_client = build_client
 
 
 async def serve(
@@ -79,9 +75,16 @@ async def serve(
     # librdkafka's own log lines go through Python logging (JSON), not straight to stderr.
     kafka_log = {"logger": logging.getLogger("consumer.kafka")}
     consumer = _kafka_client(Consumer, {**settings.consumer_config(), **kafka_log})
-    producer = AsyncProducer(
-        {**settings.producer_config(), **kafka_log}, asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()
+    producer = _kafka_client(
+        lambda config: AsyncProducer(config, loop), {**settings.producer_config(), **kafka_log}
     )
+    try:
+        await check_topics(settings, consumer.list_topics)
+    except SettingsError:
+        consumer.close()
+        producer.close(0)
+        raise
     app = ConsumerApp(
         settings,
         consumer=consumer,
@@ -111,9 +114,17 @@ async def serve(
     log.info("consumer starting", extra={"settings": settings.describe()})
     if on_ready is not None:
         on_ready(app, health)
+    # The lag is read by a side client of its own, so the loop never waits on it.
+    lag = LagMonitor(
+        _kafka_client(Consumer, lag_client_config({**settings.consumer_config(), **kafka_log})),
+        app.assigned_partitions,
+        metrics,
+    )
+    lag.start()
     try:
         await app.run(stop, downstream=downstream, executor=executor, force=force)
     finally:
+        await lag.stop()
         await downstream.aclose()
         left = await asyncio.get_running_loop().run_in_executor(None, producer.close, 10.0)
         if left:
