@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="consume until SIGTERM/SIGINT, then drain and commit")
     add_arguments(run)
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes to start in the one group, to use the cores of this machine "
+        "(each serves metrics on METRICS_PORT + its index)",
+    )
 
     config = commands.add_parser("config", help="print the effective configuration, masked")
     add_arguments(config)
@@ -70,7 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            return _run(from_args(args, os.environ))
+            # Remember a signal that comes while starting up: the default action would kill
+            # the process before it could drain; the loop acts on it once it runs.
+            early: list[int] = []
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, _frame: early.append(signum))
+            settings = from_args(args, os.environ)
+            if args.workers > 1:
+                from consumer.workers import run_workers
+
+                return run_workers(args.workers, sys.argv[1:], settings.metrics_port, early)
+            return _run(settings, early)
         if args.command == "config":
             for name, value in from_args(args, os.environ, needs_mem0=False).describe().items():
                 print(f"{name}={value}")
@@ -99,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETTING
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, early_signals: list[int]) -> int:
     from consumer.logs import configure_logging
     from consumer.service import serve
 
@@ -115,6 +132,8 @@ def _run(settings: Settings) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+        for _ in early_signals:
+            on_signal()
         await serve(settings, stop, force=force)
 
     asyncio.run(main_loop())

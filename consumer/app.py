@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from consumer.codec import Decoder
 from consumer.executor import Downstream, DownstreamState, Executor
 from consumer.flush import DeadLetterSink, Flush, Record
+from consumer.guard import DlqGuard
 from consumer.mem0 import Mem0Client
 from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker
@@ -60,8 +61,17 @@ class ConsumerApp:
     ) -> None:
         self._settings = settings
         self._consumer = consumer
+        guard = DlqGuard(
+            window=settings.dlq_guard_window,
+            max_share=settings.dlq_guard_max_share,
+            min_events=settings.dlq_guard_min_events,
+        )
         self._dead_letters = DeadLetterSink(
-            producer, topic=settings.dlq_topic, group=settings.group_id, metrics=metrics
+            producer,
+            topic=settings.dlq_topic,
+            group=settings.group_id,
+            metrics=metrics,
+            guard=guard,
         )
         self._client = client
         self._decoder = decoder

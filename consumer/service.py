@@ -93,7 +93,11 @@ async def serve(
         decoder=decoder,
         metrics=metrics,
     )
-    downstream = Downstream(client, on_change=metrics.downstream_state.set)
+    downstream = Downstream(
+        client,
+        probe_interval_s=settings.mem0_probe_interval_s,
+        on_change=metrics.downstream_state.set,
+    )
     policy = RetryPolicy(
         base_s=settings.retry_base_ms / 1000,
         cap_s=settings.retry_cap_s,

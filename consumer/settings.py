@@ -25,6 +25,7 @@ process starts, so their hashes are comparable within one process only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import ipaddress
 import math
@@ -135,6 +136,10 @@ class Settings:
     max_in_flight_events: int = 50_000
     commit_interval_ms: int = 1000
     shutdown_timeout_s: float = 30.0
+    mem0_probe_interval_s: float = 15.0
+    dlq_guard_max_share: float = 0.5  # 1: never trips
+    dlq_guard_window: int = 1000
+    dlq_guard_min_events: int = 100
     log_level: str = "INFO"
     log_format: str = "json"
     log_ids_in_clear: bool = False
@@ -186,6 +191,14 @@ class Settings:
             # KIP-848 groups assign on the broker and reject this property.
             del config["partition.assignment.strategy"]
         config.update((k, v) for k, v in props.items() if k not in _PRODUCER_ONLY)
+        session = props.get("session.timeout.ms")
+        if session is not None and "heartbeat.interval.ms" not in props:
+            # librdkafka's default heartbeat (3 s) is no shorter than a short session timeout,
+            # and the group then drops the member between two heartbeats; a third is the
+            # ratio Kafka recommends.
+            # (A session timeout that is no number is left for librdkafka to name.)
+            with contextlib.suppress(ValueError):
+                config["heartbeat.interval.ms"] = max(100, min(3000, int(session) // 3))
         return config
 
     def producer_config(self) -> dict[str, object]:
@@ -274,6 +287,13 @@ _OPTIONS = (
             "uncommitted events before partitions pause"),
     _Option("COMMIT_INTERVAL_MS", "commit_interval_ms", "interval between offset commits"),
     _Option("SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", "drain time on SIGTERM, seconds"),
+    _Option("MEM0_PROBE_INTERVAL_S", "mem0_probe_interval_s",
+            "while halted by 401/403, seconds between probes"),
+    _Option("DLQ_GUARD_MAX_SHARE", "dlq_guard_max_share",
+            "stop dead-lettering past this share of recent events (0..1; 1: off)"),
+    _Option("DLQ_GUARD_WINDOW", "dlq_guard_window", "recent events the DLQ guard looks at"),
+    _Option("DLQ_GUARD_MIN_EVENTS", "dlq_guard_min_events",
+            "finished events before the DLQ guard judges"),
     _Option("LOG_LEVEL", "log_level", "DEBUG, INFO, WARNING or ERROR"),
     _Option("LOG_FORMAT", "log_format", "json or text"),
     _Option("LOG_IDS_IN_CLEAR", "log_ids_in_clear",
@@ -566,6 +586,16 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
             "COMMIT_INTERVAL_MS", _integer(0, 600_000), d.commit_interval_ms
         ),
         shutdown_timeout_s=src.value("SHUTDOWN_TIMEOUT_S", _number(0, 3600), d.shutdown_timeout_s),
+        mem0_probe_interval_s=src.value(
+            "MEM0_PROBE_INTERVAL_S", _number(0, 3600, above=True), d.mem0_probe_interval_s
+        ),
+        dlq_guard_max_share=src.value(
+            "DLQ_GUARD_MAX_SHARE", _number(0, 1, above=True), d.dlq_guard_max_share
+        ),
+        dlq_guard_window=src.value("DLQ_GUARD_WINDOW", _integer(1, 10_000_000), d.dlq_guard_window),
+        dlq_guard_min_events=src.value(
+            "DLQ_GUARD_MIN_EVENTS", _integer(1, 10_000_000), d.dlq_guard_min_events
+        ),
         log_level=src.value("LOG_LEVEL", _log_level, d.log_level),
         log_format=src.value("LOG_FORMAT", _choice(LOG_FORMATS), d.log_format),
         log_ids_in_clear=src.value("LOG_IDS_IN_CLEAR", _bool, d.log_ids_in_clear),
