@@ -139,14 +139,16 @@ class ConsumerApp:
             while not stop.is_set():
                 now = self._clock()
                 wait = max_wait if not self._buffer else self._buffer_started + max_wait - now
-                room = max(1, settings.flush_max_events - len(self._buffer))
+                # A flush is no larger than the in-flight budget has room for.
+                cap = max(1, min(settings.flush_max_events, self._room()))
+                room = max(1, cap - len(self._buffer))
                 messages = await self._on_kafka(
                     self._consumer.consume, room, max(0.0, min(wait, 0.5))
                 )
                 self._take(messages)
                 now = self._clock()
                 if self._buffer and (
-                    len(self._buffer) >= settings.flush_max_events
+                    len(self._buffer) >= cap
                     or self._buffer_bytes >= settings.flush_max_bytes
                     or now - self._buffer_started >= max_wait
                 ):
@@ -207,6 +209,10 @@ class ConsumerApp:
             # partition stalls behind them; say so loudly.
             log.error("flush failed; its offsets stay uncommitted", exc_info=task.exception())
 
+    def _room(self) -> int:
+        """Events that may still be taken in before the in-flight budget is spent."""
+        return self._settings.max_in_flight_events - self._in_flight - len(self._buffer)
+
     async def _apply_backpressure(self) -> None:
         limit = self._settings.max_in_flight_events
         # While Mem0 is not answering well, or dead letters are held, more events would only
@@ -214,7 +220,7 @@ class ConsumerApp:
         struggling = self._dead_letters.held or (
             self._downstream is not None and self._downstream.struggling()
         )
-        if self._in_flight >= limit or (struggling and self._in_flight > 0):
+        if self._room() <= 0 or (struggling and self._in_flight > 0):
             to_pause = self._assignment - self._paused
             if to_pause:
                 await self._on_kafka(self._consumer.pause, _partitions(to_pause))

@@ -198,7 +198,8 @@ class Settings:
             # ratio Kafka recommends.
             # (A session timeout that is no number is left for librdkafka to name.)
             with contextlib.suppress(ValueError):
-                config["heartbeat.interval.ms"] = max(100, min(3000, int(session) // 3))
+                if int(session) // 3 < 3000:
+                    config["heartbeat.interval.ms"] = max(100, int(session) // 3)
         return config
 
     def producer_config(self) -> dict[str, object]:

@@ -505,3 +505,12 @@ def test_bad_kafka_property_flags(item: str, message: str) -> None:
 def test_errors_never_echo_secrets() -> None:
     text = error(flags={"kafka_property": ["sasl.password:hunter2"]})
     assert "hunter2" not in text
+
+
+def test_a_short_session_gets_a_heartbeat_a_third_as_long() -> None:
+    assert (
+        load({"KAFKA_SESSION_TIMEOUT_MS": "3000"}).consumer_config()["heartbeat.interval.ms"]
+        == 1000
+    )
+    explicit = load({"KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "700"})
+    assert explicit.consumer_config()["heartbeat.interval.ms"] == "700"
