@@ -78,7 +78,11 @@ OSS = Capabilities(
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Operations are built by the thousand per flush; plain slotted classes build several times
+# faster than frozen ones. Treat them as immutable all the same.
+
+
+@dataclass(slots=True)
 class DeleteAll:
     """One filter delete: a single identifier on the Platform, ANDed identifiers on OSS."""
 
@@ -86,7 +90,7 @@ class DeleteAll:
     refs: tuple[Ref, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResolveScope:
     """A compound scope: list the ids with an AND filter, batch-delete them, until none is left."""
 
@@ -94,16 +98,39 @@ class ResolveScope:
     refs: tuple[Ref, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeleteIds:
-    """Explicit ids, at most `max_batch`; `owners[i]` are the events that asked for `ids[i]`."""
+    """Explicit ids, at most `max_batch`; `first[i]` is the first event that asked for `ids[i]`,
+    and `shared` holds every asker of the (rare) ids that several events asked for."""
 
     ids: tuple[str, ...]
-    owners: tuple[tuple[Ref, ...], ...]
+    first: tuple[Ref, ...]
+    shared: dict[str, tuple[Ref, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ids: Sequence[str], owners: Sequence[Sequence[Ref]]) -> DeleteIds:
+        """Built from every id's askers (the form tests and callers find easiest)."""
+        return cls(
+            tuple(ids),
+            tuple(refs[0] for refs in owners),
+            {i: tuple(refs) for i, refs in zip(ids, owners, strict=True) if len(refs) > 1},
+        )
+
+    @property
+    def owners(self) -> tuple[tuple[Ref, ...], ...]:
+        """The events that asked for each id, in `ids` order."""
+        shared = self.shared
+        return tuple(
+            shared.get(memory_id) or (ref,)
+            for memory_id, ref in zip(self.ids, self.first, strict=True)
+        )
 
     @property
     def refs(self) -> tuple[Ref, ...]:
-        return tuple(dict.fromkeys(ref for refs in self.owners for ref in refs))
+        every = set(self.first)
+        for refs in self.shared.values():
+            every.update(refs)
+        return tuple(sorted(every))
 
 
 Operation = DeleteAll | ResolveScope | DeleteIds
@@ -182,7 +209,8 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
     result = Plan()
     first_by_id: dict[str, Ref] = {}
     scopes: dict[Scope, list[Ref]] = {}
-    ids: dict[str, list[Ref]] = {}
+    first_asker: dict[str, Ref] = {}
+    askers: dict[str, list[Ref]] = {}  # only ids that more than one event asked for
 
     for ref, event in enumerate(events):
         earlier = first_by_id.setdefault(event.event_id, ref)
@@ -198,29 +226,43 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
             scopes.setdefault(event.scope, []).append(ref)
         else:
             for memory_id in event.memory_ids:
-                ids.setdefault(memory_id, []).append(ref)
+                first = first_asker.setdefault(memory_id, ref)
+                if first != ref:
+                    askers.setdefault(memory_id, [first]).append(ref)
 
     result.operations.extend(_scope_operations(scopes, caps))
-    result.operations.extend(_id_batches(ids, caps.max_batch))
+    result.operations.extend(_id_batches(first_asker, askers, caps.max_batch))
     return result
 
 
 def _scope_operations(scopes: dict[Scope, list[Ref]], caps: Capabilities) -> list[Operation]:
     """One operation per scope that no broader scope of the flush covers."""
-    # A single-identifier scope has no broader scope, so only compound ones need the cover
-    # search; refs lists are in increasing order unless a covered scope's were merged in.
-    kept: dict[frozenset[tuple[str, str]], tuple[Scope, list[Ref]]] = {}
+    singles: list[DeleteAll] = []
     compound: list[Scope] = []
+    # A single-identifier scope has no broader scope: it is an operation of its own, and the
+    # cover search below is only for compound ones (a few per flush at most, usually).
     for scope, refs in scopes.items():
-        if scope.size == 1:
-            kept[frozenset(scope.entities)] = (scope, refs)
+        if len(scope.entities) == 1 and not scope.metadata:
+            singles.append(DeleteAll(scope, tuple(refs)))
         else:
             compound.append(scope)
+    if not compound:
+        return list(singles)
+
+    # Kept scopes by their entries: the singles by their one (key, value), the compound ones
+    # by the frozenset of their entries.
+    single_at = {op.scope.entities[0]: i for i, op in enumerate(singles)}
+    kept: dict[frozenset[tuple[str, str]], tuple[Scope, list[Ref]]] = {}
+    grown: dict[int, list[Ref]] = {}  # singles that absorbed covered scopes
     merged: set[Scope] = set()
     # Smallest first: a kept scope is then never covered by one kept later, and each dropped
     # scope joins the first (smallest) kept scope that covers it.
     for scope in sorted(compound, key=lambda s: (s.size, s.entities, s.metadata)):
         entries = scope.entries()
+        single = next((single_at[e] for e in sorted(entries) if e in single_at), None)
+        if single is not None:
+            grown.setdefault(single, list(singles[single].refs)).extend(scopes[scope])
+            continue
         cover = _covering(entries, kept) if len(entries) <= _MAX_COVER_ENTRIES else None
         if cover is None:
             kept[entries] = (scope, scopes[scope])
@@ -232,10 +274,12 @@ def _scope_operations(scopes: dict[Scope, list[Ref]], caps: Capabilities) -> lis
                 merged.add(owner)
             refs.extend(scopes[scope])
 
-    operations: list[Operation] = []
+    for index, refs in grown.items():
+        singles[index] = DeleteAll(singles[index].scope, tuple(sorted(refs)))
+    operations: list[Operation] = list(singles)
     for scope, refs in kept.values():
         ordered = tuple(sorted(refs)) if scope in merged else tuple(refs)
-        if scope.size == 1 or (caps.and_delete_all and not scope.metadata):
+        if caps.and_delete_all and not scope.metadata:
             operations.append(DeleteAll(scope, ordered))
         else:
             operations.append(ResolveScope(scope, ordered))
@@ -246,9 +290,9 @@ def _covering(
     entries: frozenset[tuple[str, str]],
     kept: dict[frozenset[tuple[str, str]], tuple[Scope, list[Ref]]],
 ) -> frozenset[tuple[str, str]] | None:
-    """The smallest kept scope whose entries are a proper subset of these, if any."""
+    """The smallest kept compound scope whose entries are a proper subset of these, if any."""
     items = sorted(entries)
-    for size in range(1, len(items)):
+    for size in range(2, len(items)):
         for subset in combinations(items, size):
             candidate = frozenset(subset)
             if candidate in kept:
@@ -256,13 +300,15 @@ def _covering(
     return None
 
 
-def _id_batches(ids: dict[str, list[Ref]], max_batch: int) -> list[Operation]:
+def _id_batches(
+    first_asker: dict[str, Ref], askers: dict[str, list[Ref]], max_batch: int
+) -> list[Operation]:
     """Every requested id exactly once, in batches of at most `max_batch`, in first-seen order."""
-    items = list(ids.items())
-    return [
-        DeleteIds(
-            ids=tuple(memory_id for memory_id, _ in chunk),
-            owners=tuple(tuple(refs) for _, refs in chunk),
-        )
-        for chunk in (items[i : i + max_batch] for i in range(0, len(items), max_batch))
-    ]
+    ids = list(first_asker)
+    firsts = list(first_asker.values())
+    batches: list[Operation] = []
+    for start in range(0, len(ids), max_batch):
+        chunk = ids[start : start + max_batch]
+        shared = {i: tuple(askers[i]) for i in chunk if i in askers} if askers else {}
+        batches.append(DeleteIds(tuple(chunk), tuple(firsts[start : start + max_batch]), shared))
+    return batches

@@ -131,7 +131,7 @@ def test_metadata_and_app_id_are_unsupported_on_oss(filters: dict[str, Any]) -> 
 @BACKENDS
 def test_memories_deleted_becomes_a_batch(caps: Capabilities) -> None:
     result = plan([memories(UUIDS[0], UUIDS[1])], caps)
-    assert result.operations == [DeleteIds((UUIDS[0], UUIDS[1]), ((0,), (0,)))]
+    assert result.operations == [DeleteIds.of((UUIDS[0], UUIDS[1]), ((0,), (0,)))]
 
 
 # Refusals
@@ -182,7 +182,7 @@ def test_an_invalid_event_does_not_stop_the_valid_ones() -> None:
     assert set(result.rejected) == {0, 2}
     assert result.operations == [
         DeleteAll(Scope.of(user_id="alice"), (1,)),
-        DeleteIds((UUIDS[0],), ((3,),)),
+        DeleteIds.of((UUIDS[0],), ((3,),)),
     ]
 
 
@@ -193,7 +193,7 @@ def test_a_non_uuid_id_is_refused_on_the_platform_only(memory_id: str) -> None:
     assert platform.rejected[0].reason == "invalid_scope"
     oss = plan([memories(UUIDS[0], memory_id)], OSS)
     assert not oss.rejected
-    assert oss.operations == [DeleteIds((UUIDS[0], memory_id), ((0,), (0,)))]
+    assert oss.operations == [DeleteIds.of((UUIDS[0], memory_id), ((0,), (0,)))]
 
 
 def test_an_upper_case_uuid_is_a_uuid() -> None:
@@ -223,7 +223,7 @@ def test_a_redelivered_event_is_a_duplicate_of_the_first(caps: Capabilities) -> 
     assert result.duplicates == {2: 0, 3: 1}
     assert result.operations == [
         DeleteAll(Scope.of(user_id="alice"), (0,)),
-        DeleteIds((UUIDS[0],), ((1,),)),
+        DeleteIds.of((UUIDS[0],), ((1,),)),
     ]
     assert not result.rejected
 
@@ -321,11 +321,11 @@ def test_ids_are_merged_deduplicated_and_owned_per_id() -> None:
     events = [memories(UUIDS[0], UUIDS[1]), memories(UUIDS[1], UUIDS[2]), memories(UUIDS[0])]
     result = plan(events, PLATFORM)
     assert result.operations == [
-        DeleteIds((UUIDS[0], UUIDS[1], UUIDS[2]), ((0, 2), (0, 1), (1,))),
+        DeleteIds.of((UUIDS[0], UUIDS[1], UUIDS[2]), ((0, 2), (0, 1), (1,))),
     ]
     op = result.operations[0]
     assert isinstance(op, DeleteIds)
-    assert op.refs == (0, 2, 1)
+    assert op.refs == (0, 1, 2)
 
 
 @pytest.mark.parametrize(("max_batch", "sizes"), [(7, [7, 7, 6]), (10, [10, 10]), (1000, [20])])
