@@ -2,14 +2,20 @@
 
 A bad deploy or a wrong schema turns every event into a dead letter; writing them all would
 empty the input topic into the DLQ and commit past it. The guard watches the share of dead
-letters among the last `window` finished events and trips before the write that would pass
-`max_share`; once tripped, no more dead letters are written (their events stay uncommitted)
+letters among any `window` consecutive events consumed and trips before the write that would
+pass `max_share`; once tripped, no more dead letters are written (their events stay uncommitted)
 until an operator has fixed the cause and restarted the consumer.
+
+Windows are in consumption order, not in the order events finish: an invalid event is
+dead-lettered at once while a valid one waits on Mem0, so by finishing order a healthy backlog
+would look mostly dead at first. Events not finished yet count as not dead. To judge event n
+it counts the dead letters within `window` either side of n, so it may trip a little early
+(up to twice the share in one window), never late.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from dataclasses import dataclass, field
 
 __all__ = ["DlqGuard"]
@@ -19,33 +25,38 @@ __all__ = ["DlqGuard"]
 class DlqGuard:
     window: int = 1000
     max_share: float = 0.5  # 1.0 or more: never trips
-    min_events: int = 100  # no verdict on fewer finished events than this
+    min_events: int = 100  # no verdict before this many events were consumed
     tripped: bool = False
-    _recent: deque[bool] = field(default_factory=deque)
-    _dead: int = 0
+    consumed: int = 0  # events consumed so far; event n (0-based) has ordinal n
+    _dead: list[int] = field(default_factory=list)  # ordinals admitted, sorted
 
-    def deleted(self) -> None:
-        """An event finished without a dead letter."""
-        self._push(False)
+    def consume(self, count: int) -> int:
+        """`count` more events were consumed; returns the ordinal of the first of them."""
+        first = self.consumed
+        self.consumed += count
+        return first
 
-    def admit(self) -> bool:
-        """May one more dead letter be written? Counts it when it may."""
+    def admit(self, ordinal: int) -> bool:
+        """May the dead letter of event `ordinal` be written? Counts it when it may."""
         if self.tripped:
             return False
-        seen = min(len(self._recent) + 1, self.window)
-        dead = self._dead + 1 - (1 if len(self._recent) == self.window and self._recent[0] else 0)
-        if seen >= self.min_events and dead / seen > self.max_share:
+        dead = self._dead
+        # Ordinals more than two windows behind can no longer share a window with new ones.
+        if dead and dead[0] < ordinal - 2 * self.window:
+            del dead[: bisect.bisect_left(dead, ordinal - 2 * self.window)]
+        near = bisect.bisect_left(dead, ordinal + self.window) - bisect.bisect_right(
+            dead, ordinal - self.window
+        )
+        seen = min(self.consumed, self.window)
+        if self.consumed >= self.min_events and (near + 1) / seen > self.max_share:
             self.tripped = True
             return False
-        self._push(True)
+        bisect.insort(dead, ordinal)
         return True
 
     @property
     def share(self) -> float:
-        return self._dead / len(self._recent) if self._recent else 0.0
-
-    def _push(self, dead: bool) -> None:
-        if len(self._recent) == self.window and self._recent.popleft():
-            self._dead -= 1
-        self._recent.append(dead)
-        self._dead += dead
+        """Dead letters among the last `window` events consumed."""
+        oldest = self.consumed - self.window
+        seen = min(self.consumed, self.window)
+        return sum(1 for o in self._dead if o >= oldest) / seen if seen else 0.0

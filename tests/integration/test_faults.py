@@ -169,3 +169,30 @@ def test_two_consumers_with_a_rebalance_in_the_middle_lose_nothing(
             first.stop()
     assert remaining_ids(sandbox) == set()
     assert read_all(kafka, topics.dlq, expected=1, timeout_s=1.0) == []
+
+
+def test_the_dlq_guard_stops_a_bad_deploy_from_emptying_the_topic(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    # A wrong schema upstream: every record is undecodable.
+    ends = publish(kafka, topics.input, [(None, b"\x07garbage") for _ in range(300)])
+    port = free_port()
+    settings = make_settings(
+        kafka,
+        sandbox.url,
+        topics,
+        METRICS_PORT=str(port),
+        DLQ_GUARD_WINDOW="100",
+        DLQ_GUARD_MIN_EVENTS="100",
+        DLQ_GUARD_MAX_SHARE="0.5",
+    )
+    with RunningConsumer(settings) as consumer:
+        wait_for(lambda: consumer.metric("mem0_deletion_dlq_guard_tripped") == 1, "the guard")
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 503 and "guard" in ready.text
+        written = consumer.metric("mem0_deletion_dlq_messages_total", reason="decode_error")
+    committed = committed_positions(kafka, topics.group, ends)
+    assert sum(max(0, p) for p in committed.values()) <= written < 300
+    # Half of the last hundred consumed, at most, went to the DLQ before it stopped.
+    assert written <= 50 + 100
+    assert len(read_all(kafka, topics.dlq, expected=int(written), idle_s=0.5)) == written

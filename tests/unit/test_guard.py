@@ -2,64 +2,67 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.guard import DlqGuard
 
 
-def test_a_stream_of_dead_letters_trips_after_min_events() -> None:
+def test_a_stream_of_dead_letters_trips_once_judged() -> None:
     guard = DlqGuard(window=100, max_share=0.5, min_events=10)
-    admitted = [guard.admit() for _ in range(20)]
-    # Nine are let through while there is too little to judge; the tenth would make 10/10.
-    assert admitted == [True] * 9 + [False] * 11
+    first = guard.consume(20)
+    admitted = [guard.admit(first + n) for n in range(20)]
+    # 20 consumed, all dead: the 11th dead letter would pass one half of the 20.
+    assert admitted == [True] * 10 + [False] * 10
     assert guard.tripped
 
 
-def test_a_healthy_mix_never_trips() -> None:
-    guard = DlqGuard(window=100, max_share=0.5, min_events=10)
-    for n in range(10_000):
-        if n % 10 == 0:
-            assert guard.admit()
-        else:
-            guard.deleted()
+def test_a_burst_consumed_at_once_cannot_slip_past_the_window() -> None:
+    guard = DlqGuard(window=100, max_share=0.5, min_events=100)
+    first = guard.consume(300)
+    admitted = sum(guard.admit(first + n) for n in range(300))
+    assert guard.tripped and admitted <= 50
+
+
+def test_a_healthy_backlog_does_not_trip_although_invalid_events_finish_first() -> None:
+    # 5000 consumed at once; the 1% invalid ones are dead-lettered before any other finishes.
+    guard = DlqGuard(window=1000, max_share=0.5, min_events=100)
+    first = guard.consume(5000)
+    assert all(guard.admit(first + n) for n in range(0, 5000, 100))
     assert not guard.tripped
-    assert guard.share == 0.1
 
 
-def test_old_outcomes_leave_the_window() -> None:
+def test_old_dead_letters_leave_the_window() -> None:
     guard = DlqGuard(window=10, max_share=0.5, min_events=10)
-    for _ in range(5):
-        assert guard.admit()
-    for _ in range(5):
-        guard.deleted()
+    first = guard.consume(10)
+    assert all(guard.admit(first + n) for n in range(5))
     assert guard.share == 0.5
-    for _ in range(5):
-        guard.deleted()  # the five dead letters slide out
+    first = guard.consume(20)  # the five dead ones are far behind now
     assert guard.share == 0.0
-    assert all(guard.admit() for _ in range(5))
-    assert not guard.admit()  # 6 of 10 would pass one half
+    assert all(guard.admit(first + 15 + n) for n in range(5))
+    assert not guard.admit(first + 10)  # a sixth within a window's reach would pass one half
 
 
-@given(st.lists(st.booleans(), max_size=400), st.integers(1, 50), st.floats(0.05, 0.95))
-def test_no_admitted_dead_letter_passes_the_share_once_judged(
+@given(st.lists(st.booleans(), min_size=1, max_size=400), st.integers(1, 50), st.floats(0.05, 0.95))
+def test_no_admitted_dead_letter_passes_the_share(
     outcomes: list[bool], window: int, max_share: float
 ) -> None:
+    """Whatever order events finish in, the dead letters admitted among any `window`
+    consecutive consumed events never pass the share once a verdict is due."""
     guard = DlqGuard(window=window, max_share=max_share, min_events=window)
-    written: list[bool] = []
-    for dead in outcomes:
-        if not dead:
-            guard.deleted()
-            written.append(False)
-            continue
-        if not guard.admit():
+    first = guard.consume(len(outcomes))
+    order = [n for n, dead in enumerate(outcomes) if dead]
+    random.Random(len(outcomes)).shuffle(order)
+    written: set[int] = set()
+    for n in order:
+        if guard.admit(first + n):
+            written.add(n)
+        else:
             assert guard.tripped
-            # Refused only when this one would have passed the share of a full window.
-            last = [*written[-(window - 1) :], True] if window > 1 else [True]
-            assert len(last) == window and sum(last) / window > max_share
             break
-        written.append(True)
-        last = written[-window:]
-        # Admitted with a full window to judge by: the share holds.
-        if len(last) == window:
-            assert sum(last) / window <= max_share + 1e-9
+    if len(outcomes) >= window:
+        for start in range(len(outcomes) - window + 1):
+            inside = sum(1 for n in written if start <= n < start + window)
+            assert inside / window <= max_share + 1e-9
