@@ -1,4 +1,4 @@
-"""Command line: `deletion-consumer run | replay | demo | produce | sandbox | config`.
+"""Command line: `deletion-consumer run | replay | receipts | demo | produce | sandbox | config`.
 
 Parses, loads settings, and hands over; a bad setting exits 2 with one line naming it.
 """
@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     add_arguments(replay)
     add_replay_arguments(replay)
 
+    from consumer.receipt_lookup import add_receipts_arguments
+
+    receipts = commands.add_parser("receipts", help="show an event's receipts (scans the topic)")
+    add_arguments(receipts)
+    add_receipts_arguments(receipts)
+
     sandbox = commands.add_parser("sandbox", help="run the Mem0-compatible sandbox server")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -106,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = from_args(args, os.environ, needs_mem0=False)
             configure_logging(settings.log_level, settings.log_format)
             return run_replay(args, settings)
+        if args.command == "receipts":
+            from consumer.receipt_lookup import run_receipts
+
+            return run_receipts(args, from_args(args, os.environ, needs_mem0=False))
         if args.command == "demo":
             from consumer.demo import run_demo
 

@@ -31,6 +31,7 @@ from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker
 from consumer.producer import AsyncProducer
 from consumer.progress import ProgressLog
+from consumer.receipt_sink import ReceiptSink
 from consumer.settings import Settings
 
 __all__ = ["ConsumerApp"]
@@ -57,6 +58,7 @@ class ConsumerApp:
         client: Mem0Client,
         decoder: Decoder,
         metrics: Metrics,
+        receipts: ReceiptSink | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -73,6 +75,7 @@ class ConsumerApp:
             metrics=metrics,
             guard=guard,
         )
+        self._receipts = receipts
         self._client = client
         self._decoder = decoder
         self._metrics = metrics
@@ -179,7 +182,8 @@ class ConsumerApp:
             epoch = self._tracker.add(tp, offset)
             if not self._buffer:
                 self._buffer_started = self._clock()
-            self._buffer.append(Record(message, tp, offset, epoch))
+            ordinal = self._dead_letters.guard.consume(1)
+            self._buffer.append(Record(message, tp, offset, epoch, ordinal))
             value = message.value()
             self._buffer_bytes += len(value) if value else 0
 
@@ -197,6 +201,7 @@ class ConsumerApp:
             metrics=self._metrics,
             settle=self._done,
             report=self._summaries.flush_done,
+            receipts=self._receipts,
         )
         task = asyncio.get_running_loop().create_task(flush.run())
         self._tasks.add(task)
@@ -324,6 +329,8 @@ class ConsumerApp:
         # Buffered records were never started: leave them uncommitted for the next owner.
         if self._tasks:
             log.info("draining in-flight work", extra={"tasks": len(self._tasks)})
+            if self._dead_letters.held:
+                force.set()  # held dead letters would wait for ever: nothing to drain
             forced = asyncio.ensure_future(force.wait())
             drained = asyncio.ensure_future(_all_settled(self._tasks))
             await asyncio.wait(

@@ -5,6 +5,9 @@ An operation either succeeds for all the events it serves, or reports, per event
 not (`Failure`). Transient errors are retried with the policy's backoff until its budget runs out;
 an auth failure parks every call until the downstream answers again; a rejected batch is split
 in halves until the offending ids are isolated, so only their events fail.
+
+With a `VerifyPolicy` (see `verification`), a delete is checked afterwards and what is left is
+deleted again, a bounded number of times, before its events fail as `verification_failed`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from consumer.events import Scope
 from consumer.mem0 import AuthError, JobStatus, Mem0Client, RejectedError, TransientError
 from consumer.planner import DeleteAll, DeleteIds, Operation, Ref, ResolveScope
 from consumer.retry import RetryPolicy
+from consumer.verification import FAILED, OFF, VerifyPolicy, passed, pick_sample, progressed
 
 __all__ = ["Downstream", "DownstreamState", "Executor", "Failure", "Outcome"]
 
@@ -63,12 +67,17 @@ class Outcome:
     failures: dict[Ref, Failure] = field(default_factory=dict)
     calls: int = 0
     finished_at: float = 0.0  # wall clock of the confirming response
+    last_status: int | None = None  # the last HTTP status Mem0 answered (None: no answer)
+    job_id: str | None = None  # the last delete_all job watched, on the Platform
+    verified: bool = False  # checked afterwards: nothing it deleted is left
 
 
 @dataclass(slots=True)
 class _Tally:
     calls: int = 0
     last_status: int | None = None
+    job_id: str | None = None
+    verified: bool = False
 
 
 class _GaveUp(Exception):
@@ -189,6 +198,8 @@ class Executor:
         job_poll_s: float = 0.1,
         job_poll_cap_s: float = 2.0,
         on_retry: Callable[[str, int | None], None] | None = None,
+        verify: VerifyPolicy = OFF,
+        on_verify: Callable[[str], None] | None = None,
         draw: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -201,6 +212,8 @@ class Executor:
         self._job_poll_s = job_poll_s
         self._job_poll_cap_s = job_poll_cap_s
         self._on_retry = on_retry or (lambda _op, _reason: None)
+        self._verify = verify
+        self._on_verify = on_verify or (lambda _result: None)
         self._draw = draw
         self._clock = clock
         self._wall = wall
@@ -227,15 +240,29 @@ class Executor:
             outcome.failures = dict.fromkeys(operation.refs, failure)
         outcome.calls = tally.calls
         outcome.finished_at = self._wall()
+        outcome.last_status = tally.last_status
+        outcome.job_id = tally.job_id
+        outcome.verified = tally.verified
         return outcome
 
-    async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]], tally: _Tally) -> T:
-        """One logical call, retried until it succeeds, is rejected, or the budget runs out."""
+    async def _retrying(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        tally: _Tally,
+        *,
+        counted: bool = True,
+    ) -> T:
+        """One logical call, retried until it succeeds, is rejected, or the budget runs out.
+
+        `counted` is False for a step made of calls that count themselves (start and watch).
+        """
         started = self._clock()
         attempt = 0
         while True:
             await self._downstream.wait_open()
-            tally.calls += 1
+            if counted:
+                tally.calls += 1
             try:
                 async with self._downstream.turn():
                     result = await call()
@@ -269,6 +296,7 @@ class Executor:
             if job_id is None:
                 await self._verify_empty(scope, tally)
                 return
+            tally.job_id = job_id
             status = await self._watch(job_id, tally)
             if status.status != "SUCCEEDED":
                 # A FAILED job is retried like a failed call.
@@ -277,10 +305,37 @@ class Executor:
                     operation="delete_all",
                 )
 
+        async def delete() -> None:
+            await self._retrying("delete_all", start_and_watch, tally, counted=False)
+
         try:
-            await self._retrying("delete_all", start_and_watch, tally)
+            await delete()
+            if tally.job_id is not None and self._verify.enabled:
+                await self._verify_scope(scope, delete, tally)
         except RejectedError as exc:
             raise _GaveUp("rejected", str(exc), exc.status) from exc
+
+    async def _verify_scope(
+        self, scope: Scope, delete: Callable[[], Awaitable[None]], tally: _Tally
+    ) -> None:
+        """After a job SUCCEEDED: list the scope and expect nothing; delete again while not."""
+        redeletes = 0
+        while await self._retrying("list", lambda: self._client.list_ids(scope, 1), tally):
+            if redeletes >= self._verify.max_rounds:
+                self._on_verify(FAILED)
+                raise _GaveUp(
+                    "verification_failed",
+                    f"memories still match the scope after its delete job SUCCEEDED and "
+                    f"{redeletes} more delete_all",
+                    tally.last_status,
+                )
+            redeletes += 1
+            await delete()
+        self._passed(tally, redeletes)
+
+    def _passed(self, tally: _Tally, redeletes: int) -> None:
+        tally.verified = True
+        self._on_verify(passed(redeletes))
 
     async def _watch(self, job_id: str, tally: _Tally) -> JobStatus:
         interval = self._job_poll_s
@@ -296,32 +351,42 @@ class Executor:
     async def _verify_empty(self, scope: Scope, tally: _Tally) -> None:
         """After a synchronous delete_all: list, and delete again until nothing is left.
 
-        Older self-hosted servers deleted only the first 100 matches while reporting success.
+        Older self-hosted servers deleted only the first 100 matches while reporting success,
+        so a re-delete that removes something is progress; `max_rounds` re-deletes in a row that
+        remove nothing end it. This is the contract's procedure, so it runs whatever the policy.
         """
         remaining = await self._retrying(
             "list", lambda: self._client.list_ids(scope, _RESOLVE_CHUNK), tally
         )
-        stalled = 0
+        redeletes = stalled = 0
         while remaining:
-            before = len(remaining)
+            if stalled >= self._verify.max_rounds:
+                self._on_verify(FAILED)
+                raise _GaveUp(
+                    "verification_failed",
+                    f"memories still match after delete_all and {redeletes} more",
+                    tally.last_status,
+                )
+            before = remaining
             await self._retrying("delete_all", lambda: self._client.delete_all(scope), tally)
+            redeletes += 1
             remaining = await self._retrying(
                 "list", lambda: self._client.list_ids(scope, _RESOLVE_CHUNK), tally
             )
-            stalled = stalled + 1 if len(remaining) >= before else 0
-            if stalled >= _STALLED_ROUNDS:
-                raise _GaveUp(
-                    "verification_failed",
-                    f"{len(remaining)} memories still match after delete_all",
-                    tally.last_status,
-                )
+            stalled = 0 if progressed(before, remaining) else stalled + 1
+        self._passed(tally, redeletes)
 
     async def _resolve(self, operation: ResolveScope, tally: _Tally) -> Failure | None:
-        """A compound scope: list with the AND filter, delete those ids, until none is left."""
+        """A compound scope: list with the AND filter, delete those ids, until none is left.
+
+        The empty listing it ends on is its verification. Ids listed again after a delete that
+        succeeded are deleted again, at most `max_rounds` times: then `verification_failed`.
+        """
         scope = operation.scope
         refused: set[str] = set()
+        deleted: set[str] = set()
         last_refusal: RejectedError | None = None
-        stalled = 0
+        stalled = redeletes = 0
         while True:
             listed = await self._retrying(
                 "list", lambda: self._client.list_ids(scope, _RESOLVE_CHUNK + len(refused)), tally
@@ -329,27 +394,86 @@ class Executor:
             todo = [memory_id for memory_id in listed if memory_id not in refused]
             if not todo:
                 break
+            if not deleted.isdisjoint(todo):
+                if redeletes >= self._verify.max_rounds:
+                    self._on_verify(FAILED)
+                    message = f"memories still listed after {redeletes} re-deletes"
+                    return Failure("verification_failed", message, tally.calls, tally.last_status)
+                redeletes += 1
             bad = await self._delete_chunk(todo, tally)
             for memory_id, error in bad:
                 refused.add(memory_id)
                 last_refusal = error
+            deleted.update(todo)
+            deleted -= refused
             stalled = stalled + 1 if len(bad) == len(todo) else 0
             if stalled >= _STALLED_ROUNDS:
                 break
         if last_refusal is not None:
             return Failure("rejected", str(last_refusal), tally.calls, last_refusal.status)
+        self._passed(tally, redeletes)
         return None
 
     async def _delete_ids(self, operation: DeleteIds, tally: _Tally) -> dict[Ref, Failure]:
         bad = await self._delete_chunk(list(operation.ids), tally)
-        if not bad:
+        refused = {memory_id for memory_id, _ in bad}
+        left = await self._verify_ids([i for i in operation.ids if i not in refused], tally)
+        if not bad and not left:
             return {}
         owners = dict(zip(operation.ids, operation.owners, strict=True))
         failures: dict[Ref, Failure] = {}
         for memory_id, error in bad:
             for ref in owners[memory_id]:
                 failures.setdefault(ref, Failure("rejected", str(error), tally.calls, error.status))
+        for memory_id in left:
+            message = f"memory still there after {self._verify.max_rounds} re-deletes"
+            for ref in owners[memory_id]:
+                failures.setdefault(
+                    ref, Failure("verification_failed", message, tally.calls, tally.last_status)
+                )
         return failures
+
+    async def _verify_ids(self, ids: list[str], tally: _Tally) -> list[str]:
+        """Read a sample of deleted ids back; the ids still there after the re-deletes.
+
+        A sample that finds one left makes the whole batch suspect: every id is read back.
+        A read that Mem0 refuses leaves the batch unverified, not failed.
+        """
+        size = self._verify.sample_size(len(ids))
+        if size == 0:
+            return []
+        present = await self._present(pick_sample(ids, size, self._draw), tally)
+        if present and size < len(ids):
+            present = await self._present(ids, tally)
+        redeletes = 0
+        while present:
+            if redeletes >= self._verify.max_rounds:
+                self._on_verify(FAILED)
+                return present
+            redeletes += 1
+            await self._delete_chunk(present, tally)
+            present = await self._present(present, tally)
+        if present is not None:
+            self._passed(tally, redeletes)
+        return []
+
+    async def _present(self, ids: list[str], tally: _Tally) -> list[str] | None:
+        """The ids that are still there; None when Mem0 refused a read (no verdict)."""
+
+        async def there(memory_id: str) -> bool:
+            return await self._retrying("get", lambda: self._client.exists(memory_id), tally)
+
+        found = await asyncio.gather(*(there(i) for i in ids), return_exceptions=True)
+        present: list[str] = []
+        for memory_id, answer in zip(ids, found, strict=True):
+            if isinstance(answer, RejectedError):
+                log.warning("verification read refused", extra={"status": answer.status})
+                return None
+            if isinstance(answer, BaseException):
+                raise answer
+            if answer:
+                present.append(memory_id)
+        return present
 
     async def _delete_chunk(self, ids: list[str], tally: _Tally) -> list[tuple[str, RejectedError]]:
         """Delete ids; the ones refused, each with its rejection."""

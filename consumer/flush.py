@@ -2,7 +2,8 @@
 
 A record is settled exactly once: deleted, dead-lettered (after the broker acknowledged the dead
 letter), or as a duplicate of an earlier record of the same flush. `settle` is the app's hook to
-mark its offset done.
+mark its offset done. With receipts on, a decoded record is settled only once the broker has
+acknowledged its receipt (a duplicate's too), so no committed event lacks one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ from consumer.metrics import Metrics
 from consumer.planner import Capabilities, Operation, Ref, Rejection, plan
 from consumer.producer import AsyncProducer, DeliveryError
 from consumer.progress import FlushSummary
+from consumer.receipt_sink import ReceiptSink
+from consumer.receipts import (
+    OperationReport,
+    Position,
+    Receipt,
+    completed,
+    dead_lettered,
+    duplicate,
+    operation_report,
+)
 from consumer.registry import RegistryError
 
 __all__ = ["DeadLetterSink", "Flush", "Record"]
@@ -42,6 +53,7 @@ class Record:
     tp: tuple[str, int]
     offset: int
     epoch: int
+    ordinal: int = 0  # its place in consumption order (for the dead-letter guard)
 
 
 class DeadLetterSink:
@@ -63,9 +75,6 @@ class DeadLetterSink:
         self.guard = guard if guard is not None else DlqGuard(max_share=1.0)
         self._never = asyncio.Event()  # what a write waits on once the guard has tripped
         self.held = False
-
-    def deleted(self) -> None:
-        self.guard.deleted()
 
     def letter(
         self,
@@ -90,7 +99,7 @@ class DeadLetterSink:
         )
 
     async def write(self, record: Record, letter: DeadLetter, event_type: str) -> None:
-        if not self.guard.admit():
+        if not self.guard.admit(record.ordinal):
             if not self.held:
                 self.held = True
                 log.error(
@@ -144,6 +153,7 @@ class Flush:
         metrics: Metrics,
         settle: Callable[[Record], None],
         report: Callable[[FlushSummary], None] | None = None,
+        receipts: ReceiptSink | None = None,
     ) -> None:
         self._records = records
         self._decoder = decoder
@@ -160,6 +170,8 @@ class Flush:
         self._failures: dict[Ref, Failure] = {}
         self._finished_at: dict[Ref, float] = {}
         self._copies: dict[Ref, list[Ref]] = defaultdict(list)
+        self._receipts = receipts
+        self._reports: dict[Ref, list[OperationReport]] = defaultdict(list)
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -212,6 +224,16 @@ class Flush:
             outcome = await self._executor.run(operation)
         finally:
             self._metrics.in_flight_operations.dec()
+        if self._receipts is not None:
+            done = operation_report(
+                operation,
+                calls=outcome.calls,
+                last_http_status=outcome.last_status,
+                job_id=outcome.job_id,
+                verified=outcome.verified,
+            )
+            for ref in operation.refs:
+                self._reports[ref].append(done)
         finishing = []
         for ref in operation.refs:
             if ref in outcome.failures:
@@ -223,32 +245,68 @@ class Flush:
         await asyncio.gather(*finishing)
 
     async def _finish(self, ref: Ref, rejection: Rejection | None = None) -> None:
-        """Every operation of this event is over (or it had none): settle it and its copies."""
+        """Every operation of this event is over (or it had none): settle it and its copies,
+        once its dead letter (if any) and their receipts are acknowledged."""
         event, record = self._events[ref], self._owners[ref]
         failure = self._failures.get(ref)
+        letter: DeadLetter | None = None
         if rejection is not None:
             letter = self._dead_letters.letter(
                 record, rejection.reason, rejection.message, event.event_id
             )
-            await self._dead(record, letter, event.type.value)
         elif failure is not None:
             letter = self._dead_letters.letter(
                 record, failure.reason, failure.message, event.event_id, failure
             )
-            await self._dead(record, letter, event.type.value)
+        if letter is not None:
+            await self._dead_letters.write(record, letter, event.type.value)
+            self._summary.dead_lettered += 1
         else:
             self._metrics.events[(event.type.value, "deleted")].inc()
             self._summary.deleted += 1
-            self._dead_letters.deleted()
             erased_after = self._finished_at[ref] - event.occurred_at_ms / 1000
             self._metrics.erasure[event.type.value].observe(max(0.0, erased_after))
-            self._settle(record)
-        for copy in self._copies.get(ref, ()):
+        copies = self._copies.get(ref, [])
+        if self._receipts is not None:
+            await self._receipts.write(self._receipts_for(ref, letter, copies, self._receipts))
+        self._settle(record)
+        for copy in copies:
             self._metrics.events[(self._events[copy].type.value, "duplicate")].inc()
             self._summary.duplicates += 1
             self._settle(self._owners[copy])
+
+    def _receipts_for(
+        self, ref: Ref, letter: DeadLetter | None, copies: list[Ref], sink: ReceiptSink
+    ) -> list[Receipt]:
+        """The event's receipt, and one per duplicate record pointing at it."""
+        event, position = self._events[ref], _position(self._owners[ref])
+        reports = self._reports.get(ref, [])
+        now_ms = int(time.time() * 1000)
+        if letter is None:
+            finished = self._finished_at.get(ref)
+            receipt = completed(
+                event,
+                reports,
+                completed_at_ms=now_ms if finished is None else int(finished * 1000),
+                group=sink.group,
+                position=position,
+            )
+        else:
+            receipt = dead_lettered(
+                event,
+                reports,
+                dlq_reason=letter.reason,
+                failed_at_ms=now_ms,
+                group=sink.group,
+                position=position,
+            )
+        return [receipt, *(duplicate(receipt, _position(self._owners[c])) for c in copies)]
 
     async def _dead(self, record: Record, letter: DeadLetter, event_type: str) -> None:
         await self._dead_letters.write(record, letter, event_type)
         self._summary.dead_lettered += 1
         self._settle(record)
+
+
+def _position(record: Record) -> Position:
+    return Position(record.tp[0], record.tp[1], record.offset)

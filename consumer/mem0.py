@@ -1,8 +1,9 @@
 """The Mem0 client: the Platform API and the self-hosted REST server behind one small interface.
 
-One pooled `httpx.AsyncClient` per process; the transport is a constructor argument so tests
-and benchmarks can inject one. Every request is classified here (see `retry.classify`) and
-surfaces as a typed error; retrying is the executor's job, not this module's.
+One pooled HTTP session per process (aiohttp, or httpx with any transport: consumer/http.py);
+it is a constructor argument so tests and benchmarks can inject one. Every request is
+classified here (see `retry.classify`) and surfaces as a typed error; retrying is the
+executor's job, not this module's.
 
 Error tree::
 
@@ -24,11 +25,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from consumer.events import Scope
+from consumer.http import AiohttpSession, HttpSession, HttpxSession, Reply, TransportError
 from consumer.pacing import AdaptiveRate
 from consumer.planner import OSS, PLATFORM, Capabilities
 from consumer.retry import Verdict, classify, parse_retry_after
@@ -103,25 +103,21 @@ def make_http_client(
     timeout_s: float,
     max_connections: int,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """The one pooled client: keep-alive connections sized to the call concurrency.
+) -> HttpSession:
+    """The one pooled session: keep-alive connections sized to the call concurrency.
 
-    httpx's own connection pool costs milliseconds of CPU per request on a small machine,
-    several times aiohttp's (`python -m bench.http_client` measures both); with aiohttp as the
-    transport the same httpx API costs a fraction, so that is the default.
+    aiohttp by default (see consumer/http.py for why); httpx when a transport is given.
     """
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
     if transport is None:
-        transport = AiohttpTransport(limits=limits)
-    return httpx.AsyncClient(
-        base_url=base_url,
-        headers=headers,
-        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-        limits=limits,
+        return AiohttpSession(
+            base_url, headers, timeout_s=timeout_s, max_connections=max_connections
+        )
+    return HttpxSession(
+        base_url,
+        headers,
+        timeout_s=timeout_s,
+        max_connections=max_connections,
         transport=transport,
-        follow_redirects=False,
     )
 
 
@@ -133,7 +129,7 @@ class Mem0Client(ABC):
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpSession,
         *,
         max_concurrency: int = 32,
         observe: Observer | None = None,
@@ -171,8 +167,22 @@ class Mem0Client(ABC):
         """Up to `limit` ids of the memories matching every entry of the scope (AND)."""
 
     @abstractmethod
+    async def exists(self, memory_id: str) -> bool:
+        """Whether a memory is still there (read back to verify a delete)."""
+
+    @abstractmethod
     async def probe(self) -> None:
         """A cheap authenticated call, to learn whether the downstream is back."""
+
+    async def _read_back(self, path: str) -> bool:
+        """GET one memory: True when it is there; a 404 or a null body means it is gone."""
+        try:
+            body = await self._send("get", "GET", path)
+        except RejectedError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return body is not None
 
     async def _send(
         self,
@@ -191,14 +201,13 @@ class Mem0Client(ABC):
             started = time.perf_counter()
             try:
                 response = await self._http.request(method, url, params=params, json=json)
-            except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
-                # The aiohttp transport maps most of its errors to httpx's, not all of them.
+            except TransportError as exc:
                 self._observe(operation, "error", time.perf_counter() - started)
                 raise TransientError(
                     f"{type(exc).__name__} on {operation}", operation=operation
                 ) from exc
-            self._observe(operation, str(response.status_code), time.perf_counter() - started)
-        status = response.status_code
+            self._observe(operation, str(response.status), time.perf_counter() - started)
+        status = response.status
         if status == 429:
             before = self.pace.rate
             self.pace.throttled(self._clock())
@@ -212,7 +221,7 @@ class Mem0Client(ABC):
             return _json_or_none(response)
         message = f"HTTP {status} on {operation}: {_error_text(response)}"
         if verdict is Verdict.RETRY:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+            retry_after = parse_retry_after(response.retry_after, time.time())
             raise TransientError(
                 message, operation=operation, status=status, retry_after_s=retry_after
             )
@@ -281,6 +290,9 @@ class PlatformClient(Mem0Client):
             page += 1
         return ids[:limit]
 
+    async def exists(self, memory_id: str) -> bool:
+        return await self._read_back(f"/v1/memories/{quote(memory_id, safe='')}/")
+
     async def probe(self) -> None:
         await self._send("ping", "GET", "/v1/ping/")
 
@@ -317,26 +329,28 @@ class OssClient(Mem0Client):
         results = answer.get("results", []) if isinstance(answer, dict) else answer or []
         return [str(memory["id"]) for memory in results][:limit]
 
+    async def exists(self, memory_id: str) -> bool:
+        # A missing id answers 200 with null here.
+        return await self._read_back(f"/memories/{quote(memory_id, safe='')}")
+
     async def probe(self) -> None:
         # No ping route: reading a random id is authenticated and answers 200 null.
         await self._send("ping", "GET", f"/memories/{uuid.uuid4()}", missing_ok=True)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
+def _json_or_none(response: Reply) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: Reply) -> str:
     """The server's own words, one line, bounded (Mem0 uses error, message, detail or a list)."""
     body = _json_or_none(response)
     text: object = body
     if isinstance(body, dict):
         text = body.get("error") or body.get("message") or body.get("detail") or body
     elif body is None:
-        text = response.reason_phrase
+        text = response.reason
     return " ".join(str(text).split())[:_ERROR_MESSAGE_LIMIT]

@@ -13,6 +13,7 @@ import contextlib
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from consumer.events import EventType
+from consumer.verification import RESULTS as VERIFICATION_RESULTS
 
 __all__ = [
     "API_STATUSES",
@@ -26,6 +27,7 @@ __all__ = [
     "PREFIX",
     "RETRY_REASONS",
     "UNKNOWN_TYPE",
+    "VERIFICATION_RESULTS",
     "Metrics",
     "retry_reason",
 ]
@@ -35,7 +37,7 @@ PREFIX = "mem0_deletion_"
 UNKNOWN_TYPE = "unknown"  # an event that did not decode has no type
 EVENT_TYPES = (*(kind.value for kind in EventType), UNKNOWN_TYPE)
 OUTCOMES = ("deleted", "dead_lettered", "duplicate")
-OPERATIONS = ("delete_all", "job_status", "batch_delete", "delete", "list")
+OPERATIONS = ("delete_all", "job_status", "batch_delete", "delete", "list", "get")
 DLQ_REASONS = (
     "decode_error",
     "unknown_schema",
@@ -142,6 +144,12 @@ class Metrics:
         self.dlq_guard_tripped = gauge(
             "dlq_guard_tripped", "1 once the dead-letter guard has stopped dead-lettering."
         )
+        self.verifications_total = counter(
+            "verifications_total",
+            "Deletes checked afterwards, by result: passed, redeleted (something was left and a "
+            "re-delete removed it), failed (left after every re-delete).",
+            ("result",),
+        )
 
         # Pre-bound children: creating them is what makes each series exist at 0.
         self.events = {
@@ -163,6 +171,9 @@ class Metrics:
         }
         self.erasure = {
             kind.value: self.time_to_erasure_seconds.labels(kind.value) for kind in EventType
+        }
+        self.verifications = {
+            result: self.verifications_total.labels(result) for result in VERIFICATION_RESULTS
         }
         self.downstream_state.set(DOWNSTREAM_OK)
 
@@ -189,6 +200,10 @@ class Metrics:
                 operation, reason
             )
         counter.inc()
+
+    def observe_verification(self, result: str) -> None:
+        """One operation checked afterwards; `result` from VERIFICATION_RESULTS."""
+        self.verifications[result].inc()
 
     def observe_flush(self, events: int, operations: int) -> None:
         self.flush_events.observe(events)

@@ -45,6 +45,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumer.codec import DecodeError, Decoder, SchemaStore
 from consumer.dlq import DLQ_REASONS, headers_of
+from consumer.partition_end import fetched_end, partition_end
 from consumer.registry import RegistryError, SchemaRegistryClient
 from consumer.replay_rules import (
     DEFAULT_MAX_REPLAYS,
@@ -433,8 +434,7 @@ class Replay:
         for part in self._partitions.values():
             if part.done:
                 continue
-            tp = TopicPartition(self._settings.dlq_topic, part.number)
-            _, fetched = reader.get_watermark_offsets(tp, cached=True)
+            fetched = fetched_end(reader, TopicPartition(self._settings.dlq_topic, part.number))
             if fetched >= 0 and part.next >= fetched:
                 self._fix_end(reader, part, None)
                 self._close(reader, part)
@@ -503,8 +503,7 @@ class Replay:
         if part.stop is not None:
             return part.stop
         tp = TopicPartition(self._settings.dlq_topic, part.number)
-        _, fetched = reader.get_watermark_offsets(tp, cached=True)
-        end = max(part.listed_end, fetched, eof if eof is not None else -1)
+        end = partition_end(reader, tp, part.listed_end, eof)
         to_offset = self._options.selection.to_offset
         part.stop = end if to_offset is None else min(end, to_offset + 1)
         return part.stop

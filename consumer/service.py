@@ -19,9 +19,12 @@ from consumer.mem0 import Mem0Client, OssClient, PlatformClient, make_http_clien
 from consumer.metrics import Metrics, retry_reason
 from consumer.preflight import build_client, check_topics
 from consumer.producer import AsyncProducer
+from consumer.receipt_codec import ReceiptEncoder
+from consumer.receipt_sink import ReceiptSink
 from consumer.registry import SchemaRegistryClient
 from consumer.retry import RetryPolicy
 from consumer.settings import Settings, SettingsError
+from consumer.verification import VerifyPolicy
 
 __all__ = ["make_mem0_client", "serve"]
 
@@ -85,6 +88,15 @@ async def serve(
         consumer.close()
         producer.close(0)
         raise
+    receipts = None
+    if settings.receipts_topic:
+        # In the input's encoding: registry framing when there is a registry.
+        encoder = ReceiptEncoder(
+            registry=schema_registry, subject=f"{settings.receipts_topic}-value"
+        )
+        receipts = ReceiptSink(
+            producer, topic=settings.receipts_topic, group=settings.group_id, encoder=encoder
+        )
     app = ConsumerApp(
         settings,
         consumer=consumer,
@@ -92,6 +104,7 @@ async def serve(
         client=client,
         decoder=decoder,
         metrics=metrics,
+        receipts=receipts,
     )
     downstream = Downstream(
         client,
@@ -110,6 +123,12 @@ async def serve(
         policy,
         job_poll_s=settings.mem0_job_poll_interval_ms / 1000,
         on_retry=lambda operation, status: metrics.observe_retry(operation, retry_reason(status)),
+        verify=VerifyPolicy(
+            enabled=settings.verify_deletes,
+            sample_share=settings.verify_sample_share,
+            max_rounds=settings.verify_max_rounds,
+        ),
+        on_verify=metrics.observe_verification,
     )
     health = None
     if settings.metrics_port:

@@ -129,6 +129,9 @@ class Settings:
     mem0_batch_size: int = 1000
     mem0_timeout_s: float = 30.0
     mem0_job_poll_interval_ms: int = 100
+    verify_deletes: bool = True
+    verify_sample_share: float = 0.001  # one id of a full batch of 1000
+    verify_max_rounds: int = 3
     retry_base_ms: int = 200
     retry_cap_s: float = 30.0
     retry_after_cap_s: float = 300.0
@@ -279,6 +282,14 @@ _OPTIONS = (
     _Option("MEM0_TIMEOUT_S", "mem0_timeout_s", "timeout of one Mem0 call, seconds"),
     _Option("MEM0_JOB_POLL_INTERVAL_MS", "mem0_job_poll_interval_ms",
             "interval between job status polls"),
+    _Option("VERIFY_DELETES", "verify_deletes",
+            "check each delete afterwards (list the scope, read a sample of ids back) and "
+            "delete again what is left", kind="bool"),
+    _Option("VERIFY_SAMPLE_SHARE", "verify_sample_share",
+            "share of a batch's ids read back to verify it, 0..1 (0: none)"),
+    _Option("VERIFY_MAX_ROUNDS", "verify_max_rounds",
+            "re-deletes of what a check found left before dead-lettering as "
+            "verification_failed"),
     _Option("RETRY_BASE_MS", "retry_base_ms", "first retry delay (exponential, full jitter)"),
     _Option("RETRY_CAP_S", "retry_cap_s", "longest retry delay, seconds"),
     _Option("RETRY_AFTER_CAP_S", "retry_after_cap_s", "longest Retry-After honoured, seconds"),
@@ -574,6 +585,9 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
         mem0_job_poll_interval_ms=src.value(
             "MEM0_JOB_POLL_INTERVAL_MS", _integer(1, 60_000), d.mem0_job_poll_interval_ms
         ),
+        verify_deletes=src.value("VERIFY_DELETES", _bool, d.verify_deletes),
+        verify_sample_share=src.value("VERIFY_SAMPLE_SHARE", _number(0, 1), d.verify_sample_share),
+        verify_max_rounds=src.value("VERIFY_MAX_ROUNDS", _integer(0, 100), d.verify_max_rounds),
         retry_base_ms=retry_base_ms,
         retry_cap_s=retry_cap_s,
         retry_after_cap_s=src.value("RETRY_AFTER_CAP_S", _number(0, 86_400), d.retry_after_cap_s),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,11 +62,14 @@ class SandboxState:
         # Unbounded by default (tests read all of it); a long-running server keeps the last N.
         self.call_log: deque[dict[str, Any]] = deque(maxlen=call_log_limit)
         self._next_seq = 1
+        # Every call ever made, by operation, however short the log is kept (for benchmarks).
+        self.call_counts: Counter[str] = Counter()
 
     def log_call(self, entry: dict[str, Any]) -> None:
         """Append one call (under the lock, which the caller holds)."""
         entry["seq"] = self._next_seq
         self._next_seq += 1
+        self.call_counts[entry.get("operation") or "other"] += 1
         self.call_log.append(entry)
 
     # thread-safe accessors
@@ -107,6 +110,7 @@ class SandboxState:
         with self.lock:
             self.store.clear()
             self.call_log.clear()
+            self.call_counts.clear()
             # In place, so that a reference to the live faults stays valid.
             self.faults.update(**self.initial_faults.to_json())
 
@@ -117,5 +121,7 @@ class SandboxState:
             return {
                 "memories": len(self.store),
                 "calls": len(self.call_log),
+                "calls_total": self._next_seq - 1,
+                "calls_by_operation": dict(self.call_counts),
                 "jobs": self.store.job_counts(now),
             }

@@ -332,10 +332,22 @@ def _verify(  # noqa: PLR0917 - one call site
     left = {m["id"] for m in sandbox.memories()}
     gone = set(store) - left
 
+    # Memories by each (identifier, value), so a scope's candidates are one lookup away (a
+    # scan of the store per event would be quadratic at the long form's size).
+    index: dict[tuple[str, str], list[str]] = {}
+    for memory_id, memory in store.items():
+        for key in _ENTITIES:
+            if memory.get(key):
+                index.setdefault((key, memory[key]), []).append(memory_id)
+
     def asked(event: DeletionEvent) -> set[str]:
-        if event.scope is not None:
-            return {i for i, m in store.items() if event.scope.matches(m)}
-        return set(event.memory_ids) & set(store)
+        scope = event.scope
+        if scope is not None:
+            if not scope.entities:
+                return set()
+            candidates = index.get(scope.entities[0], [])
+            return {i for i in candidates if scope.matches(store[i])}
+        return set(event.memory_ids) & store.keys()
 
     valid = [e for e in workload.events if e.event_id not in workload.poison]
     must_go = set().union(*(asked(e) for e in valid)) if valid else set()

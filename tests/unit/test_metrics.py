@@ -20,7 +20,16 @@ from consumer.metrics import (
 )
 
 P = "mem0_deletion_"
-ALLOWED_LABELS = {"type", "outcome", "operation", "status", "reason", "topic", "partition"}
+ALLOWED_LABELS = {
+    "type",
+    "outcome",
+    "operation",
+    "status",
+    "reason",
+    "topic",
+    "partition",
+    "result",
+}
 
 
 @pytest.fixture

@@ -1,0 +1,329 @@
+"""End to end: drain a preloaded backlog through the real consumer, against a naive loop.
+
+    python -m bench.e2e [--events 200000] [--workloads "erasure burst,session sweep,id clean-up"]
+                        [--latency-ms 5] [--job-delay-ms 50] [--baseline-events 300]
+
+Starts Tansu and the Mem0 sandbox (its own process, `latency-ms` per call, delete jobs done
+after `job-delay-ms`), preloads the input topic, runs `deletion-consumer run` as a process
+until every offset is committed, and prints per workload: events per second (from the first
+Mem0 call to the last commit, and from process start), Mem0 calls per 1000 events, p50/p99
+time from publish to completion (from the consumer's erasure histogram), the consumer's peak
+RSS and CPU seconds. Then the baseline a user would otherwise write, a loop calling the
+official `mem0ai` MemoryClient once per event, on a sample of the same events against the
+same sandbox, and the ratios. Last, the sandbox's own capacity in this run, to show it is not
+what limits the consumer. Memories are not seeded: deleting what is not there takes the same
+calls, and seeding a million memories would only measure the sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.workloads import WORKLOADS
+from consumer.broker import LocalBroker, committed_positions, create_topics, free_port
+from consumer.codec import Encoder, SchemaStore
+from consumer.events import DeletionEvent, EventType, event_to_record, partition_key
+
+TP = tuple[str, int]
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    steady_s: float
+    total_s: float
+    calls: int
+    calls_by_op: dict[str, int]
+    p50_s: float
+    p99_s: float
+    peak_rss_mb: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.steady_s
+
+
+def start_sandbox(port: int, latency_ms: float, job_delay_ms: float) -> subprocess.Popen[bytes]:
+    faults = json.dumps({"latency_ms": latency_ms, "job_delay_ms": job_delay_ms})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "consumer.sandbox",
+            "--port",
+            str(port),
+            "--faults",
+            faults,
+            "--call-log-limit",
+            "1000",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=1)
+            return process
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def stats(port: int) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=10).json()
+    return answer
+
+
+def publish(bootstrap: str, topic: str, events: list[DeletionEvent]) -> dict[TP, int]:
+    encoder = Encoder(SchemaStore.from_directory())
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 1_000_000,
+            "log_level": 3,
+        }
+    )
+    ends: dict[TP, int] = {}
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is None:
+            tp = (message.topic(), message.partition())
+            ends[tp] = max(ends.get(tp, 0), message.offset() + 1)
+
+    now = int(time.time() * 1000)
+    for event in events:
+        record = event_to_record(event)
+        record["occurred_at"] = now
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    key=partition_key(record),
+                    value=encoder.single_object(record),
+                    on_delivery=delivered,
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(120)
+    return ends
+
+
+def quantile(families: dict[str, Any], name: str, q: float) -> float:
+    """A quantile of a histogram summed over its labels, by linear interpolation in buckets."""
+    buckets: dict[float, float] = {}
+    for sample in families[name].samples:
+        if sample.name.endswith("_bucket"):
+            bound = float(sample.labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    ordered = sorted(buckets.items())
+    total = ordered[-1][1] if ordered else 0.0
+    if total == 0:
+        return float("nan")
+    target, previous_bound, previous_count = q * total, 0.0, 0.0
+    for bound, count in ordered:
+        if count >= target:
+            if bound == float("inf"):
+                return previous_bound
+            share = (target - previous_count) / max(count - previous_count, 1e-9)
+            return previous_bound + share * (bound - previous_bound)
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def proc_figures(pid: int) -> tuple[float, float]:
+    """Peak RSS (MB) and CPU seconds of a live process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return peak_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def run_workload(
+    name: str,
+    events: list[DeletionEvent],
+    bootstrap: str,
+    sandbox_port: int,
+    args: argparse.Namespace,
+) -> Result:
+    suffix = uuid.uuid4().hex[:8]
+    topic, dlq, group = f"bench.{suffix}", f"bench.{suffix}.dlq", f"bench-{suffix}"
+    create_topics(bootstrap, [topic, dlq], partitions=args.partitions)
+    httpx.post(f"http://127.0.0.1:{sandbox_port}/_sandbox/reset", timeout=10)
+    ends = publish(bootstrap, topic, events)
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_GROUP_ID": group,
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "DELETION_TOPICS": topic,
+        "DLQ_TOPIC": dlq,
+        "RECEIPTS_TOPIC": "",
+        "MEM0_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        "MEM0_API_KEY": "sandbox-key",
+        "METRICS_PORT": str(metrics_port),
+        "LOG_LEVEL": "WARNING",
+        **dict(kv.split("=", 1) for kv in args.env),
+    }
+    started = time.monotonic()
+    consumer = subprocess.Popen([sys.executable, "-m", "consumer", "run"], env=env)
+    first_call = None
+    try:
+        while True:
+            time.sleep(0.25)
+            if first_call is None and stats(sandbox_port)["calls_by_operation"]:
+                first_call = time.monotonic()
+            committed = committed_positions(bootstrap, group, ends)
+            if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
+                break
+            if consumer.poll() is not None:
+                raise RuntimeError(f"the consumer exited with {consumer.returncode}")
+        done = time.monotonic()
+        peak_mb, cpu_s = proc_figures(consumer.pid)
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        consumer.wait(60)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    erasure = "mem0_deletion_time_to_erasure_seconds"
+    counts = stats(sandbox_port)
+    return Result(
+        name=name,
+        events=len(events),
+        steady_s=done - (first_call or started),
+        total_s=done - started,
+        calls=sum(counts["calls_by_operation"].values()),
+        calls_by_op=counts["calls_by_operation"],
+        p50_s=quantile(families, erasure, 0.5),
+        p99_s=quantile(families, erasure, 0.99),
+        peak_rss_mb=peak_mb,
+        cpu_s=cpu_s,
+    )
+
+
+def run_baseline(events: list[DeletionEvent], sandbox_port: int) -> tuple[float, int]:
+    """The loop a user would otherwise write: the official SDK, one call per event."""
+    os.environ.setdefault("MEM0_TELEMETRY", "false")
+    from mem0 import MemoryClient
+
+    httpx.post(f"http://127.0.0.1:{sandbox_port}/_sandbox/reset", timeout=10)
+    client = MemoryClient(api_key="sandbox-key", host=f"http://127.0.0.1:{sandbox_port}")
+    before = sum(stats(sandbox_port)["calls_by_operation"].values())
+    started = time.perf_counter()
+    for event in events:
+        if event.type is EventType.MEMORIES_DELETED:
+            client.batch_delete([{"memory_id": i} for i in event.memory_ids])
+        else:
+            assert event.scope is not None
+            client.delete_all(**event.scope.as_dict())
+    seconds = time.perf_counter() - started
+    return len(events) / seconds, sum(stats(sandbox_port)["calls_by_operation"].values()) - before
+
+
+async def sandbox_capacity(port: int, seconds: float = 3.0, concurrency: int = 256) -> float:
+    """Deletes per second the sandbox answers (missing ids, so the store stays as it is)."""
+    import aiohttp
+
+    done = 0
+    deadline = time.monotonic() + seconds
+    headers = {"Authorization": "Token sandbox-key"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(
+        f"http://127.0.0.1:{port}", headers=headers, connector=connector
+    ) as session:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                async with session.delete(f"/v1/memories/{uuid.uuid4()}/") as response:
+                    await response.read()
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.monotonic() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument("--job-delay-ms", type=float, default=50.0)
+    parser.add_argument("--baseline-events", type=int, default=300)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the consumer")
+    args = parser.parse_args()
+    sandbox_port = free_port()
+    sandbox = start_sandbox(sandbox_port, args.latency_ms, args.job_delay_ms)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')} UTC; {os.cpu_count()} cores; "
+        f"sandbox latency {args.latency_ms} ms, jobs done after {args.job_delay_ms} ms"
+    )
+    try:
+        with LocalBroker() as broker:
+            for name in args.workloads.split(","):
+                events = WORKLOADS[name](args.events, random.Random(11))
+                result = run_workload(name, events, broker.bootstrap, sandbox_port, args)
+                base_rate, base_calls = run_baseline(events[: args.baseline_events], sandbox_port)
+                per_k = 1000 / result.events
+                base_per_k = base_calls * 1000 / args.baseline_events
+                ops = ", ".join(f"{k} {v}" for k, v in sorted(result.calls_by_op.items()))
+                print(f"\n{name}: {result.events} events")
+                print(
+                    f"  consumer   {result.rate:>9,.0f} events/s (first call to last commit, "
+                    f"{result.steady_s:.1f} s; {result.events / result.total_s:,.0f}/s from start)"
+                )
+                print(f"             {result.calls * per_k:>9.1f} calls/1000 events ({ops})")
+                print(
+                    f"             p50 {result.p50_s:.2f} s, p99 {result.p99_s:.2f} s "
+                    f"publish to done; peak RSS {result.peak_rss_mb:.0f} MB; "
+                    f"CPU {result.cpu_s:.1f} s"
+                )
+                print(
+                    f"  baseline   {base_rate:>9,.1f} events/s, {base_per_k:.0f} calls/1000 events "
+                    f"(mem0ai MemoryClient, {args.baseline_events} events, one call each)"
+                )
+                print(
+                    f"  ratio      {result.rate / base_rate:>9.1f}x events/s, "
+                    f"{base_per_k / (result.calls * per_k):.2f}x fewer calls"
+                )
+            capacity = asyncio.run(sandbox_capacity(sandbox_port))
+            print(
+                f"\nsandbox capacity in this run: {capacity:,.0f} deletes/s "
+                f"at {args.latency_ms} ms latency (256 connections)"
+            )
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Receipts to bytes and back, in the input's encodings (CONTRACT section 3).
+
+With a schema registry (`SCHEMA_REGISTRY_URL`) a receipt is Confluent-framed, its schema
+registered once under `<receipts topic>-value`; without one it is Avro single-object encoded, its
+fingerprint that of `schemas/deletion_receipt.avsc`. Reading takes either, resolving an older or
+newer writer against the shipped reader schema like the event decoder does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from fastavro import schemaless_reader
+
+from consumer.codec import (
+    AvroSchema,
+    SchemaSource,
+    default_schema_dir,
+    encode_record,
+    frame_confluent,
+    frame_single_object,
+)
+from consumer.receipts import Receipt
+from consumer.registry import RegistryError
+
+__all__ = [
+    "RECEIPT_FILE",
+    "RECEIPT_NAME",
+    "ReceiptDecodeError",
+    "ReceiptDecoder",
+    "ReceiptEncoder",
+    "SchemaRegistrar",
+    "receipt_schemas",
+]
+
+log = logging.getLogger(__name__)
+
+RECEIPT_FILE: Final = "deletion_receipt.avsc"
+RECEIPT_NAME: Final = "memory.deletion.DeletionReceipt"
+
+_SINGLE_OBJECT = b"\xc3\x01"
+_SINGLE_OBJECT_HEADER = 10
+_CONFLUENT_HEADER = 5
+_REGISTRY_RETRY_CAP_S = 30.0
+
+
+class SchemaRegistrar(Protocol):
+    """Where the receipt schema is registered (a SchemaRegistryClient)."""
+
+    def register(self, subject: str, schema: str) -> int: ...
+
+
+class ReceiptDecodeError(ValueError):
+    """Bytes that are not a receipt this reader understands."""
+
+
+def receipt_schemas(directory: Path | None = None) -> tuple[AvroSchema, dict[bytes, AvroSchema]]:
+    """The reader schema and every receipt schema shipped beside it, by fingerprint."""
+    folder = directory if directory is not None else default_schema_dir()
+    reader = AvroSchema.parse((folder / RECEIPT_FILE).read_text(encoding="utf-8"))
+    known = {reader.fingerprint: reader}
+    for file in sorted(folder.glob("*.avsc")):
+        schema = AvroSchema.parse(file.read_text(encoding="utf-8"))
+        if schema.full_name == RECEIPT_NAME:
+            known.setdefault(schema.fingerprint, schema)
+    return reader, known
+
+
+class ReceiptEncoder:
+    """Receipts to framed bytes; with a registry, the schema is registered on first use."""
+
+    def __init__(
+        self,
+        *,
+        registry: SchemaRegistrar | None = None,
+        subject: str = "",
+        directory: Path | None = None,
+    ) -> None:
+        folder = directory if directory is not None else default_schema_dir()
+        self._text = (folder / RECEIPT_FILE).read_text(encoding="utf-8")
+        self.schema = AvroSchema.parse(self._text)
+        self._registry = registry
+        self._subject = subject
+        self._schema_id: int | None = None
+        self._lock = asyncio.Lock()
+
+    def single_object(self, receipt: Receipt) -> bytes:
+        return frame_single_object(
+            encode_record(receipt.to_record(), self.schema), self.schema.fingerprint
+        )
+
+    def confluent(self, receipt: Receipt, schema_id: int) -> bytes:
+        return frame_confluent(encode_record(receipt.to_record(), self.schema), schema_id)
+
+    async def encode(self, receipt: Receipt) -> bytes:
+        if self._registry is None:
+            return self.single_object(receipt)
+        return self.confluent(receipt, await self._registered())
+
+    async def _registered(self) -> int:
+        """The schema id, registering the schema first; a registry that fails is waited out
+        (the receipt, and so the offset, waits with it)."""
+        async with self._lock:
+            delay = 0.5
+            while self._schema_id is None:
+                registry = self._registry
+                assert registry is not None
+                try:
+                    self._schema_id = await asyncio.get_running_loop().run_in_executor(
+                        None, registry.register, self._subject, self._text
+                    )
+                except RegistryError as exc:
+                    level = logging.WARNING if exc.retriable else logging.ERROR
+                    log.log(
+                        level, "receipt schema not registered, retrying in %.1fs: %s", delay, exc
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _REGISTRY_RETRY_CAP_S)
+            return self._schema_id
+
+
+class ReceiptDecoder:
+    """Framed bytes to receipts; registry-framed ones need `registry`."""
+
+    def __init__(self, registry: SchemaSource | None = None, directory: Path | None = None) -> None:
+        self._reader, self._known = receipt_schemas(directory)
+        self._registry = registry
+        self._by_id: dict[int, AvroSchema] = {}
+
+    def decode(self, value: bytes | None) -> Receipt:
+        if not value:
+            raise ReceiptDecodeError("empty value")
+        if value[:2] == _SINGLE_OBJECT and len(value) >= _SINGLE_OBJECT_HEADER:
+            writer = self._known.get(value[2:_SINGLE_OBJECT_HEADER])
+            if writer is None:
+                raise ReceiptDecodeError(f"unknown fingerprint {value[2:10].hex()}")
+            return self._read(writer, value, _SINGLE_OBJECT_HEADER)
+        if value[0] == 0 and len(value) >= _CONFLUENT_HEADER:
+            schema_id = int.from_bytes(value[1:_CONFLUENT_HEADER], "big")
+            return self._read(self._writer(schema_id), value, _CONFLUENT_HEADER)
+        raise ReceiptDecodeError(f"unknown framing: first byte 0x{value[0]:02x}")
+
+    def _writer(self, schema_id: int) -> AvroSchema:
+        found = self._by_id.get(schema_id)
+        if found is not None:
+            return found
+        if self._registry is None:
+            raise ReceiptDecodeError(f"schema id {schema_id}: no schema registry set")
+        try:
+            writer = AvroSchema.parse(self._registry.get_schema(schema_id))
+        except (RegistryError, ValueError) as exc:
+            raise ReceiptDecodeError(f"schema id {schema_id}: {exc}") from exc
+        self._by_id[schema_id] = writer
+        return writer
+
+    def _read(self, writer: AvroSchema, value: bytes, start: int) -> Receipt:
+        reader: Any = None if writer.canonical == self._reader.canonical else self._reader.decoding
+        body = BytesIO(value)
+        body.seek(start)
+        try:
+            record = schemaless_reader(body, writer.decoding, reader)
+            if not isinstance(record, dict):
+                raise ReceiptDecodeError("not a record")
+            return Receipt.from_record(record)
+        except ReceiptDecodeError:
+            raise
+        except Exception as exc:  # arbitrary bytes make fastavro raise almost anything
+            raise ReceiptDecodeError(f"not a receipt ({type(exc).__name__})") from exc

@@ -1,0 +1,50 @@
+"""Writes receipts to `RECEIPTS_TOPIC`, keyed by event id, and returns once the broker has them.
+
+The flush settles a record only after its receipt is acknowledged, so every committed event has
+its receipt on the topic. A write that fails is retried until it succeeds (the offset waits);
+a crash between the acknowledgement and the commit writes the receipt again on redelivery:
+a receipt may be written twice, never zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from consumer.producer import AsyncProducer, DeliveryError
+from consumer.receipt_codec import ReceiptEncoder
+from consumer.receipts import Receipt
+
+__all__ = ["ReceiptSink"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_CAP_S = 30.0
+
+
+class ReceiptSink:
+    def __init__(
+        self, producer: AsyncProducer, *, topic: str, group: str, encoder: ReceiptEncoder
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self.group = group  # the consumer group the receipts name
+        self._encoder = encoder
+
+    async def write(self, receipts: list[Receipt]) -> None:
+        """Write them all at once (the producer batches them); returns when all are acked."""
+        await asyncio.gather(*(self._write(receipt) for receipt in receipts))
+
+    async def _write(self, receipt: Receipt) -> None:
+        value = await self._encoder.encode(receipt)
+        key = receipt.event_id.encode("utf-8")
+        delay = 0.5
+        while True:
+            try:
+                await self._producer.send(self._topic, key=key, value=value, headers=None)
+                return
+            except DeliveryError as exc:
+                # Not acknowledged, so not finished: the offset stays uncommitted meanwhile.
+                log.error("receipt write failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_CAP_S)

@@ -1,0 +1,250 @@
+"""PURE: the receipt of a finished event, as the Avro record of `schemas/deletion_receipt.avsc`.
+
+A receipt proves that an erasure was carried out (or why not) without holding the personal data
+it erased: operations are described by the names of the identifiers they filtered by
+(`user_id`, `run_id`, ..., `memory_id`), never by their values. One receipt answers one input
+record; a duplicate record of the same flush gets one too, pointing at the record whose work
+served it (`duplicate_of`).
+
+No I/O and no clock: times come in as arguments. Encoding and writing are in `receipt_codec`
+and `receipt_sink`; reading them back in `receipt_lookup`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from consumer.events import DeletionEvent
+from consumer.planner import DeleteAll, DeleteIds, Operation
+
+__all__ = [
+    "COMPLETED",
+    "DEAD_LETTERED",
+    "OperationReport",
+    "Position",
+    "Receipt",
+    "completed",
+    "dead_lettered",
+    "duplicate",
+    "iso_millis",
+    "operation_report",
+]
+
+COMPLETED: Final = "COMPLETED"
+DEAD_LETTERED: Final = "DEAD_LETTERED"
+
+
+@dataclass(frozen=True, slots=True)
+class OperationReport:
+    """One Mem0 operation that served an event: what it was and how it went."""
+
+    kind: str  # delete_all, resolve_scope or delete_ids
+    identifiers: tuple[str, ...]  # names only: user_id, run_id, metadata, memory_id...
+    calls: int
+    last_http_status: int | None = None
+    job_id: str | None = None
+    verified: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "identifiers": list(self.identifiers),
+            "calls": self.calls,
+            "last_http_status": self.last_http_status,
+            "job_id": self.job_id,
+            "verified": self.verified,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> OperationReport:
+        return cls(
+            kind=str(record["kind"]),
+            identifiers=tuple(str(name) for name in record["identifiers"]),
+            calls=int(record["calls"]),
+            last_http_status=record.get("last_http_status"),
+            job_id=record.get("job_id"),
+            verified=bool(record.get("verified", False)),
+        )
+
+
+def operation_report(
+    operation: Operation,
+    *,
+    calls: int,
+    last_http_status: int | None,
+    job_id: str | None,
+    verified: bool,
+) -> OperationReport:
+    """The report of a planned operation; it keeps the scope's key names, not its values."""
+    names: tuple[str, ...]
+    if isinstance(operation, DeleteIds):
+        kind, names = "delete_ids", ("memory_id",)
+    elif isinstance(operation, DeleteAll):
+        kind, names = "delete_all", operation.scope.key_names()
+    else:
+        kind, names = "resolve_scope", operation.scope.key_names()
+    return OperationReport(kind, names, calls, last_http_status, job_id, verified)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an input record was: topic, partition, offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Position:
+        return cls(str(record["topic"]), int(record["partition"]), int(record["offset"]))
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One `memory.deletion.DeletionReceipt`; times in Unix milliseconds."""
+
+    event_id: str
+    outcome: str  # COMPLETED or DEAD_LETTERED
+    event_type: str
+    reason: str
+    source: str
+    occurred_at_ms: int
+    completed_at_ms: int
+    time_to_erasure_ms: int | None
+    operations: tuple[OperationReport, ...]
+    verified: bool
+    dlq_reason: str | None
+    consumer_group: str
+    input: Position
+    duplicate_of: Position | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record (field names as in the schema)."""
+        return {
+            "event_id": self.event_id,
+            "outcome": self.outcome,
+            "event_type": self.event_type,
+            "reason": self.reason,
+            "source": self.source,
+            "occurred_at": self.occurred_at_ms,
+            "completed_at": self.completed_at_ms,
+            "time_to_erasure_ms": self.time_to_erasure_ms,
+            "operations": [op.to_record() for op in self.operations],
+            "verified": self.verified,
+            "dlq_reason": self.dlq_reason,
+            "consumer_group": self.consumer_group,
+            "input": self.input.to_record(),
+            "duplicate_of": None if self.duplicate_of is None else self.duplicate_of.to_record(),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Receipt:
+        """From a decoded Avro record; timestamps as milliseconds (or datetimes)."""
+        original = record.get("duplicate_of")
+        return cls(
+            event_id=str(record["event_id"]),
+            outcome=str(record["outcome"]),
+            event_type=str(record["event_type"]),
+            reason=str(record["reason"]),
+            source=str(record.get("source", "unknown")),
+            occurred_at_ms=_millis(record["occurred_at"]),
+            completed_at_ms=_millis(record["completed_at"]),
+            time_to_erasure_ms=record.get("time_to_erasure_ms"),
+            operations=tuple(OperationReport.from_record(op) for op in record["operations"]),
+            verified=bool(record["verified"]),
+            dlq_reason=record.get("dlq_reason"),
+            consumer_group=str(record["consumer_group"]),
+            input=Position.from_record(record["input"]),
+            duplicate_of=None if original is None else Position.from_record(original),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """For people and scripts: the record, with times also in RFC 3339 UTC."""
+        out = self.to_record()
+        out["occurred_at_iso"] = iso_millis(self.occurred_at_ms)
+        out["completed_at_iso"] = iso_millis(self.completed_at_ms)
+        return out
+
+
+def completed(
+    event: DeletionEvent,
+    operations: Sequence[OperationReport],
+    *,
+    completed_at_ms: int,
+    group: str,
+    position: Position,
+) -> Receipt:
+    """An event whose every operation succeeded; `completed_at_ms` is the confirming response."""
+    return Receipt(
+        event_id=event.event_id,
+        outcome=COMPLETED,
+        event_type=event.type.value,
+        reason=event.reason,
+        source=event.source,
+        occurred_at_ms=event.occurred_at_ms,
+        completed_at_ms=completed_at_ms,
+        time_to_erasure_ms=max(0, completed_at_ms - event.occurred_at_ms),
+        operations=tuple(operations),
+        verified=bool(operations) and all(op.verified for op in operations),
+        dlq_reason=None,
+        consumer_group=group,
+        input=position,
+    )
+
+
+def dead_lettered(
+    event: DeletionEvent,
+    operations: Sequence[OperationReport],
+    *,
+    dlq_reason: str,
+    failed_at_ms: int,
+    group: str,
+    position: Position,
+) -> Receipt:
+    """An event that went to the DLQ (refused, rejected, given up on, or left behind)."""
+    return Receipt(
+        event_id=event.event_id,
+        outcome=DEAD_LETTERED,
+        event_type=event.type.value,
+        reason=event.reason,
+        source=event.source,
+        occurred_at_ms=event.occurred_at_ms,
+        completed_at_ms=failed_at_ms,
+        time_to_erasure_ms=None,
+        operations=tuple(operations),
+        verified=False,
+        dlq_reason=dlq_reason,
+        consumer_group=group,
+        input=position,
+    )
+
+
+def duplicate(original: Receipt, position: Position) -> Receipt:
+    """The receipt of a record that repeated `original`'s in the same flush: the same work,
+    reported for this record, pointing at the one it was done for."""
+    return dataclasses.replace(original, input=position, duplicate_of=original.input)
+
+
+def iso_millis(millis: int) -> str:
+    """Unix milliseconds as RFC 3339 UTC with milliseconds (`2025-03-01T08:00:00.000Z`)."""
+    stamp = datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def _millis(value: object) -> int:
+    if isinstance(value, int):
+        return value
+    timestamp = getattr(value, "timestamp", None)
+    if timestamp is None:
+        raise ValueError(f"not a timestamp: {type(value).__name__}")
+    return round(float(timestamp()) * 1000)
