@@ -12,6 +12,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from consumer.dlq import DLQ_REASONS
 from consumer.events import EventType
 from consumer.verification import RESULTS as VERIFICATION_RESULTS
 
@@ -38,15 +39,7 @@ UNKNOWN_TYPE = "unknown"  # an event that did not decode has no type
 EVENT_TYPES = (*(kind.value for kind in EventType), UNKNOWN_TYPE)
 OUTCOMES = ("deleted", "dead_lettered", "duplicate")
 OPERATIONS = ("delete_all", "job_status", "batch_delete", "delete", "list", "get")
-DLQ_REASONS = (
-    "decode_error",
-    "unknown_schema",
-    "invalid_scope",
-    "unsupported_scope",
-    "rejected",
-    "retries_exhausted",
-    "verification_failed",
-)
+# The reasons of CONTRACT section 6, defined once with the dead-letter headers.
 # Why a call was tried again; `retry_reason` maps a status onto these.
 RETRY_REASONS = ("transport", "timeout", "rate_limited", "server_error", "job_failed", "other")
 # The statuses created at start; others (404, 429, 5xx...) appear when first seen.

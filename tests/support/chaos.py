@@ -256,6 +256,8 @@ def run_chaos(bootstrap: str, cfg: ChaosConfig, log_dir: Path) -> ChaosReport:
         outage_until: float | None = None
         deadline = time.monotonic() + cfg.timeout_s
         next_check = 0.0
+        resumed_at = 0.0
+        last_calls, last_change = 0, time.monotonic()
         try:
             while True:
                 now = time.monotonic()
@@ -266,13 +268,22 @@ def run_chaos(bootstrap: str, cfg: ChaosConfig, log_dir: Path) -> ChaosReport:
                 if now > deadline:
                     report.problems.append(f"not drained in {cfg.timeout_s} s")
                     break
-                share = sandbox.stats()["calls"] / expected_calls
-                if kill_at and share >= kill_at[0]:
+                calls = sandbox.stats()["calls"]
+                share = calls / expected_calls
+                # The next kill only once the restarted member is working again (Tansu can
+                # leave a group stuck when members die in the middle of its rebalances).
+                if kill_at and share >= kill_at[0] and calls >= resumed_at:
                     kill_at.pop(0)
                     first.kill()
                     report.kills += 1
                     first.start()
                     report.restarts += 1
+                    resumed_at = calls + 0.02 * expected_calls
+                if calls > last_calls:
+                    last_calls, last_change = calls, now
+                elif now - last_change > 120:
+                    report.problems.append("no Mem0 call for 120 s: stalled")
+                    break
                 if second.starts == 0 and share >= join_at:
                     second.start()
                 if (
