@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -89,6 +90,19 @@ def test_sigterm_drains_commits_and_exits_0(kafka: str, topics: Topics, sandbox:
     assert len(redone) <= left + 20
 
 
+def two_free_ports() -> int:
+    """A port p with p + 1 free too (worker i serves metrics on METRICS_PORT + i)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
+
+
 def test_workers_share_one_group(kafka: str, topics: Topics, sandbox: Sandbox) -> None:
     seed(sandbox, [{"user_id": f"w{n}", "memory": "x"} for n in range(30)])
     ends = publish(
@@ -96,7 +110,7 @@ def test_workers_share_one_group(kafka: str, topics: Topics, sandbox: Sandbox) -
         topics.input,
         encoded([event(EventType.USER_DELETED, user_id=f"w{n}") for n in range(30)]),
     )
-    port = free_port()
+    port = two_free_ports()
     process = start(environment(kafka, sandbox, topics, METRICS_PORT=str(port)), "--workers", "2")
     try:
         wait_committed(kafka, topics.group, ends)
