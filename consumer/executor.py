@@ -129,11 +129,14 @@ class Downstream:
             yield
             return
         async with self._trial:
-            yield
-            if self.struggling():
-                # Still failing: the next trial waits, longer each time (up to a cap).
+            try:
+                yield
+            except Exception:
+                # The trial failed: the next one waits, longer each time (up to a cap). The
+                # lock is held meanwhile, so the calls queued behind it wait too.
                 await asyncio.sleep(self._trial_gap)
                 self._trial_gap = min(self._trial_gap * 2, _TRIAL_GAP_CAP_S)
+                raise
 
     def succeeded(self) -> None:
         self._failing_since = None

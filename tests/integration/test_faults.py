@@ -60,6 +60,32 @@ def test_an_outage_then_recovery_deletes_everything_and_dead_letters_nothing(
     assert read_all(kafka, topics.dlq, expected=1, timeout_s=1.0) == []
 
 
+def test_a_long_outage_is_met_by_one_trial_call_at_a_time(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    """Many operations in flight, the API down: after a second of failures, the consumer stops
+    hammering it, with one trial call at a time and a growing gap between them."""
+    users = [f"t{n}" for n in range(300)]
+    seed(sandbox, [{"user_id": user, "memory": "x"} for user in users])
+    sandbox.set_faults(outage=True)
+    ends = publish(
+        kafka, topics.input, encoded([event(EventType.USER_DELETED, user_id=u) for u in users])
+    )
+    with RunningConsumer(make_settings(kafka, sandbox.url, topics)):
+        wait_for(lambda: len(faulted(sandbox, "outage")) >= 1, "the consumer to meet the outage")
+        met_at = faulted(sandbox, "outage")[0]["at"]
+        assert isinstance(met_at, float)
+        wait_for(lambda: time.time() > met_at + 4.0, "four seconds of outage", timeout_s=10.0)
+        calls = [c["at"] for c in faulted(sandbox, "outage")]
+        # From 1.5 s on (struggling starts after 1 s of failures), trials are 0.25, 0.5, 1,
+        # 2 s apart: a handful of calls; hammering would be hundreds per second.
+        late = [at for at in calls if isinstance(at, float) and at >= met_at + 1.5]
+        assert len(late) <= 12, f"{len(late)} calls in the outage's last 2.5 s"
+        sandbox.set_faults(outage=False)
+        wait_committed(kafka, topics.group, ends)
+    assert remaining_ids(sandbox) == set()
+
+
 def test_retry_after_is_respected(kafka: str, topics: Topics, sandbox: Sandbox) -> None:
     seed(sandbox, [{"user_id": "slow", "memory": "x"}])
     sandbox.set_faults(rate_limit_rate=1.0, retry_after_s=1)
