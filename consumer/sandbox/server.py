@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -117,7 +117,7 @@ class Sandbox:
 
     # thread-safe accessors
 
-    def add_memories(self, records: list[Mapping[str, Any]]) -> list[str]:
+    def add_memories(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
         """Store memories (user_id, agent_id, run_id, app_id, metadata, memory, ...); their ids."""
         return self._state.add_memories(records)
 

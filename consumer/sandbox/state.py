@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,7 @@ class SandboxState:
 
     # thread-safe accessors
 
-    def add_memories(self, records: list[Mapping[str, Any]]) -> list[str]:
+    def add_memories(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
         with self.lock:
             now = self.clock()
             # Jobs that are due run first: they must not reach memories added after their time.

@@ -69,6 +69,7 @@ class ChaosReport:
     dead_letters: int = 0
     wall_s: float = 0.0
     problems: list[str] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)  # what the harness did, and when
 
     def summary(self) -> str:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()))
@@ -189,6 +190,13 @@ class _Member:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> int | None:
         if self.process is None:
             return None
@@ -262,6 +270,16 @@ def run_chaos(bootstrap: str, cfg: ChaosConfig, log_dir: Path) -> ChaosReport:
         kill_at = sorted(rng.uniform(0.05, 0.5) for _ in range(cfg.kills))
         join_at, outage_at, leave_at = 0.1, 0.2, 0.4
         outage_until: float | None = None
+        outage_done = holding = second_left = second_gone = False
+        changed_at = 0.0  # when the group's membership last changed
+        progress = share = 0.0
+
+        def mark(what: str) -> None:
+            elapsed = time.monotonic() - started
+            report.timeline.append(
+                f"{elapsed:.1f} s, calls {share:.2f}, committed {progress:.2f}: {what}"
+            )
+
         deadline = time.monotonic() + cfg.timeout_s
         next_check = 0.0
         resumed_at = 0.0
@@ -270,7 +288,9 @@ def run_chaos(bootstrap: str, cfg: ChaosConfig, log_dir: Path) -> ChaosReport:
             while True:
                 now = time.monotonic()
                 if now >= next_check:
-                    if _progress(bootstrap, topics.group, ends) >= 1.0:
+                    progress = _progress(bootstrap, topics.group, ends)
+                    if progress >= 1.0:
+                        mark("drained")
                         break
                     next_check = time.monotonic() + 0.5
                 if now > deadline:
@@ -280,13 +300,38 @@ def run_chaos(bootstrap: str, cfg: ChaosConfig, log_dir: Path) -> ChaosReport:
                 share = calls / expected_calls
                 # The next kill only once the restarted member holds partitions again (Tansu
                 # can leave a group stuck for good when members die in mid-rebalance).
-                if kill_at and share >= kill_at[0] and first.assigned() and calls >= resumed_at:
+                # A fast machine could drain the topic before the restarted member rejoins:
+                # past half the events, hold the sandbox down (503s) until every planned
+                # kill has happened, so the run always has the kills it was asked for.
+                if kill_at and progress >= _HOLD_AT and not holding:
+                    holding = True
+                    sandbox.set_faults(outage=True)
+                    mark("hold")
+                # Nor while the group may be rebalancing: Tansu can also lose a group when a
+                # member dies while another one leaves.
+                if second_left and not second_gone and second.exited():
+                    second_gone, changed_at = True, now
+                settled = now - changed_at >= _SETTLE_S and second_gone == second_left
+                if (
+                    kill_at
+                    and share >= kill_at[0]
+                    and first.assigned()
+                    and settled
+                    and (calls >= resumed_at or holding)
+                ):
                     kill_at.pop(0)
                     first.kill()
+                    mark("kill a")
                     report.kills += 1
                     first.start()
                     report.restarts += 1
+                    changed_at = now
                     resumed_at = calls + 0.02 * expected_calls
+                if holding and not kill_at:
+                    holding = False
+                    if outage_until is None or outage_done:  # not inside the planned outage
+                        sandbox.set_faults(outage=False)
+                        mark("release hold")
                 if calls > last_calls:
                     last_calls, last_change = calls, now
                 elif now - last_change > 120:
@@ -294,24 +339,27 @@ def run_chaos(bootstrap: str, cfg: ChaosConfig, log_dir: Path) -> ChaosReport:
                     break
                 if second.starts == 0 and share >= join_at:
                     second.start()
-                if (
-                    second.starts
-                    and second.process
-                    and second.process.poll() is None
-                    and (share >= leave_at)
-                ):
-                    second.stop()
+                    changed_at = now
+                    mark("start b")
+                if second.starts and not second_left and share >= leave_at:
+                    second_left, changed_at = True, now
+                    second.terminate()  # it drains in its own time; the loop goes on
+                    mark("stop b")
                 if outage_until is None and share >= outage_at and cfg.outage_s > 0:
                     sandbox.set_faults(outage=True)
+                    mark("outage")
                     outage_until = now + cfg.outage_s
                 if (
                     outage_until is not None
+                    and not outage_done
                     and now >= outage_until
-                    and sandbox.faults.outage
                     # Not over before the consumer has met it (it may have been rejoining).
                     and any(c["fault"] == "outage" for c in sandbox.calls()[-50:])
                 ):
-                    sandbox.set_faults(outage=False)
+                    outage_done = True
+                    if not holding:
+                        sandbox.set_faults(outage=False)
+                        mark("outage over")
                     report.outage_s = now - outage_until + cfg.outage_s
                 time.sleep(0.05)
         finally:
@@ -325,6 +373,8 @@ def run_chaos(bootstrap: str, cfg: ChaosConfig, log_dir: Path) -> ChaosReport:
     return report
 
 
+_SETTLE_S = 3.0  # the members' session timeout: a rebalance is over by then
+_HOLD_AT = 0.5  # share of the committed events past which pending kills hold the work
 _ENTITIES = ("user_id", "agent_id", "run_id", "app_id")
 _FAULT_FIELDS = (
     "error_rate",
