@@ -11,12 +11,12 @@ it serves, so an event is finished when all of its operations are.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import chain, combinations, repeat
 
 from consumer.events import DeletionEvent, EventType, Scope
+from consumer.memory_ids import all_path_segments, all_uuids
 
 __all__ = [
     "OSS",
@@ -37,17 +37,6 @@ Ref = int
 
 _IDS = EventType.MEMORIES_DELETED
 
-# Mem0 memory ids are UUIDs; the Platform answers 400 for anything else.
-# Only the canonical 8-4-4-4-12 form is accepted, so what we send is what the API documents.
-_UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
-# Where ids are not checked as UUIDs, an id still goes into a URL path (`/memories/{id}`): only
-# RFC 3986 unreserved characters, and not a dot segment, so that an id such as
-# `../memories?user_id=alice` cannot turn into a delete_all of someone's memories.
-_PATH_SEGMENT = r"[A-Za-z0-9._~-]+"
-_DOT_SEGMENTS = frozenset({".", ".."})
-# Space-separated lists of either, matched in one call (see `_validate_ids`).
-_UUIDS = re.compile(rf"\A{_UUID}(?: {_UUID})*\Z")
-_PATH_SEGMENTS = re.compile(rf"\A{_PATH_SEGMENT}(?: {_PATH_SEGMENT})*\Z")
 # The identifier a payload type is about: without it the event would name a wider scope than
 # its type says (a SessionExpired with a blank run_id would otherwise delete the whole user).
 _REQUIRED_KEY = {EventType.USER_DELETED: "user_id", EventType.SESSION_EXPIRED: "run_id"}
@@ -183,20 +172,12 @@ def validate(event: DeletionEvent, caps: Capabilities) -> Rejection | None:
     return None
 
 
-def _validate_ids(memory_ids: tuple[str, ...], caps: Capabilities) -> Rejection | None:
+def _validate_ids(memory_ids: Sequence[str], caps: Capabilities) -> Rejection | None:
     if not memory_ids:
         return Rejection("invalid_scope", "no memory id")
-    # Fast path: one regex over all ids joined by a space, which neither pattern admits (the
-    # count check catches an id that itself contains one).
-    joined = " ".join(memory_ids)
-    pattern = _UUIDS if caps.uuid_ids else _PATH_SEGMENTS
-    if (
-        joined.count(" ") == len(memory_ids) - 1
-        and pattern.match(joined)
-        and (caps.uuid_ids or _DOT_SEGMENTS.isdisjoint(memory_ids))
-    ):
+    if _ids_valid(memory_ids, caps):
         return None
-    # Slow path, only for events that fail: say which rule they broke.
+    # Only for events that fail: say which rule they broke.
     if any("*" in memory_id for memory_id in memory_ids):
         return Rejection("invalid_scope", "a memory id contains the wildcard '*'")
     if caps.uuid_ids:
@@ -204,13 +185,18 @@ def _validate_ids(memory_ids: tuple[str, ...], caps: Capabilities) -> Rejection 
     return Rejection("invalid_scope", "a memory id is not a plain path segment")
 
 
+def _ids_valid(memory_ids: Sequence[str], caps: Capabilities) -> bool:
+    return all_uuids(memory_ids) if caps.uuid_ids else all_path_segments(memory_ids)
+
+
 def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
     """The operations for one flush; deterministic for the same input."""
     result = Plan()
     first_by_id: dict[str, Ref] = {}
     scopes: dict[Scope, list[Ref]] = {}
-    first_asker: dict[str, Ref] = {}
-    askers: dict[str, list[Ref]] = {}  # only ids that more than one event asked for
+    # The id requests, in two parallel lists: checked and merged together, below.
+    id_refs: list[Ref] = []
+    id_lists: list[tuple[str, ...]] = []
 
     for ref, event in enumerate(events):
         earlier = first_by_id.setdefault(event.event_id, ref)
@@ -219,19 +205,29 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
         if earlier != ref and events[earlier] == event:
             result.duplicates[ref] = earlier
             continue
+        if event.type is _IDS and event.memory_ids:
+            id_refs.append(ref)
+            id_lists.append(event.memory_ids)
+            continue
         rejection = validate(event, caps)
         if rejection is not None:
             result.rejected[ref] = rejection
         elif event.scope is not None:
             scopes.setdefault(event.scope, []).append(ref)
-        else:
-            for memory_id in event.memory_ids:
-                first = first_asker.setdefault(memory_id, ref)
-                if first != ref:
-                    askers.setdefault(memory_id, [first]).append(ref)
 
     result.operations.extend(_scope_operations(scopes, caps))
-    result.operations.extend(_id_batches(first_asker, askers, caps.max_batch))
+    if id_refs:
+        ids = list(chain.from_iterable(id_lists))
+        if not _ids_valid(ids, caps):
+            # Some event is bad: find it (them) and go on without.
+            valid = [_validate_ids(memory_ids, caps) for memory_ids in id_lists]
+            for ref, rejection in zip(id_refs, valid, strict=True):
+                if rejection is not None:
+                    result.rejected[ref] = rejection
+            id_refs = [r for r, bad in zip(id_refs, valid, strict=True) if bad is None]
+            id_lists = [i for i, bad in zip(id_lists, valid, strict=True) if bad is None]
+            ids = list(chain.from_iterable(id_lists))
+        result.operations.extend(_id_batches(ids, id_refs, id_lists, caps.max_batch))
     return result
 
 
@@ -301,11 +297,24 @@ def _covering(
 
 
 def _id_batches(
-    first_asker: dict[str, Ref], askers: dict[str, list[Ref]], max_batch: int
+    ids: list[str], refs: list[Ref], lists: list[tuple[str, ...]], max_batch: int
 ) -> list[Operation]:
-    """Every requested id exactly once, in batches of at most `max_batch`, in first-seen order."""
-    ids = list(first_asker)
-    firsts = list(first_asker.values())
+    """Every requested id exactly once, in batches of at most `max_batch`, in first-seen order.
+
+    `lists[i]` are the ids event `refs[i]` asked for; `ids` is all of them in order. Usually no
+    id is asked twice in a flush, and everything is done by C loops (`map`, `chain`, `set`);
+    the Python loop is only for flushes where some id repeats.
+    """
+    askers: dict[str, list[Ref]] = {}  # only ids that more than one event asked for
+    firsts = list(chain.from_iterable(map(repeat, refs, map(len, lists))))
+    if len(set(ids)) < len(ids):
+        first_asker: dict[str, Ref] = {}
+        for ref, memory_ids in zip(refs, lists, strict=True):
+            for memory_id in memory_ids:
+                first = first_asker.setdefault(memory_id, ref)
+                if first != ref:
+                    askers.setdefault(memory_id, [first]).append(ref)
+        ids, firsts = list(first_asker), list(first_asker.values())
     batches: list[Operation] = []
     for start in range(0, len(ids), max_batch):
         chunk = ids[start : start + max_batch]

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-PURE = ("consumer.events", "consumer.planner", "consumer.offsets", "consumer.retry", "consumer.dlq")
+PURE = (
+    "consumer.events",
+    "consumer.planner",
+    "consumer.memory_ids",
+    "consumer.offsets",
+    "consumer.retry",
+    "consumer.dlq",
+)
 FORBIDDEN = ("confluent_kafka", "httpx", "prometheus_client")
 ROOT = Path(__file__).resolve().parents[2]
 
