@@ -160,9 +160,11 @@ def validate(event: DeletionEvent, caps: Capabilities) -> Rejection | None:
         if key == "app_id" and not caps.app_id_and_metadata:
             return Rejection("unsupported_scope", "the backend cannot filter by app_id")
         return None
-    if required is not None and required not in scope.as_dict():
+    if required is not None and all(key != required for key, _ in entities):
         return Rejection("invalid_scope", f"the filter has no {required}")
-    if any("*" in value for value in scope.values()) or any("*" in k for k, _ in scope.metadata):
+    if any("*" in value for _, value in entities) or any(
+        "*" in k or "*" in v for k, v in scope.metadata
+    ):
         return Rejection("invalid_scope", "an identifier contains the wildcard '*'")
     if not caps.app_id_and_metadata:
         if scope.metadata:
@@ -193,10 +195,14 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
     """The operations for one flush; deterministic for the same input."""
     result = Plan()
     first_by_id: dict[str, Ref] = {}
-    scopes: dict[Scope, list[Ref]] = {}
+    # Single-identifier scopes (nearly all of them) by their one (key, value): a tuple hashes in
+    # C, where a Scope would call its dataclass __hash__ for every event.
+    singles: dict[tuple[str, str], tuple[Scope, list[Ref]]] = {}
+    compound: dict[Scope, list[Ref]] = {}
     # The id requests, in two parallel lists: checked and merged together, below.
     id_refs: list[Ref] = []
     id_lists: list[tuple[str, ...]] = []
+    app_id_ok = caps.app_id_and_metadata
 
     for ref, event in enumerate(events):
         earlier = first_by_id.setdefault(event.event_id, ref)
@@ -205,17 +211,36 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
         if earlier != ref and events[earlier] == event:
             result.duplicates[ref] = earlier
             continue
-        if event.type is _IDS and event.memory_ids:
+        kind = event.type
+        if kind is _IDS and event.memory_ids:
             id_refs.append(ref)
             id_lists.append(event.memory_ids)
             continue
+        scope = event.scope
+        if scope is not None and not scope.metadata and len(scope.entities) == 1:
+            # `validate`'s rules for one identifier, inline; anything else takes the long way.
+            entry = scope.entities[0]
+            key, value = entry
+            required = _REQUIRED_KEY.get(kind)
+            if (
+                (required is None or key == required)
+                and "*" not in value
+                and (app_id_ok or key != "app_id")
+            ):
+                known = singles.get(entry)
+                if known is None:
+                    singles[entry] = (scope, [ref])
+                else:
+                    known[1].append(ref)
+                continue
         rejection = validate(event, caps)
         if rejection is not None:
             result.rejected[ref] = rejection
-        elif event.scope is not None:
-            scopes.setdefault(event.scope, []).append(ref)
+        elif scope is not None:
+            compound.setdefault(scope, []).append(ref)
 
-    result.operations.extend(_scope_operations(scopes, caps))
+    if singles or compound:
+        result.operations.extend(_scope_operations(singles, compound, caps))
     if id_refs:
         ids = list(chain.from_iterable(id_lists))
         if not _ids_valid(ids, caps):
@@ -231,48 +256,52 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
     return result
 
 
-def _scope_operations(scopes: dict[Scope, list[Ref]], caps: Capabilities) -> list[Operation]:
-    """One operation per scope that no broader scope of the flush covers."""
-    singles: list[DeleteAll] = []
-    compound: list[Scope] = []
-    # A single-identifier scope has no broader scope: it is an operation of its own, and the
-    # cover search below is only for compound ones (a few per flush at most, usually).
-    for scope, refs in scopes.items():
-        if len(scope.entities) == 1 and not scope.metadata:
-            singles.append(DeleteAll(scope, tuple(refs)))
-        else:
-            compound.append(scope)
-    if not compound:
-        return list(singles)
+def _scope_operations(
+    singles: dict[tuple[str, str], tuple[Scope, list[Ref]]],
+    compound: dict[Scope, list[Ref]],
+    caps: Capabilities,
+) -> list[Operation]:
+    """One operation per scope that no broader scope of the flush covers.
 
-    # Kept scopes by their entries: the singles by their one (key, value), the compound ones
-    # by the frozenset of their entries.
-    single_at = {op.scope.entities[0]: i for i, op in enumerate(singles)}
+    A single-identifier scope has no broader scope: it is an operation of its own, and the cover
+    search is only for compound ones (a few per flush at most, usually). `singles`' lists may
+    grow here: they are the planner's own.
+    """
+    if not compound:
+        return [DeleteAll(scope, tuple(refs)) for scope, refs in singles.values()]
+
+    # Kept compound scopes by the frozenset of their entries.
     kept: dict[frozenset[tuple[str, str]], tuple[Scope, list[Ref]]] = {}
-    grown: dict[int, list[Ref]] = {}  # singles that absorbed covered scopes
+    grown: set[tuple[str, str]] = set()  # singles that absorbed covered scopes
     merged: set[Scope] = set()
     # Smallest first: a kept scope is then never covered by one kept later, and each dropped
     # scope joins the first (smallest) kept scope that covers it.
     for scope in sorted(compound, key=lambda s: (s.size, s.entities, s.metadata)):
         entries = scope.entries()
-        single = next((single_at[e] for e in sorted(entries) if e in single_at), None)
+        single = next((e for e in sorted(entries) if e in singles), None)
         if single is not None:
-            grown.setdefault(single, list(singles[single].refs)).extend(scopes[scope])
+            singles[single][1].extend(compound[scope])
+            grown.add(single)
             continue
         cover = _covering(entries, kept) if len(entries) <= _MAX_COVER_ENTRIES else None
         if cover is None:
-            kept[entries] = (scope, scopes[scope])
+            kept[entries] = (scope, compound[scope])
         else:
             owner, refs = kept[cover]
             if owner not in merged:
-                refs = list(refs)  # never extend the caller's list
+                refs = list(refs)  # never extend a list another scope still names
                 kept[cover] = (owner, refs)
                 merged.add(owner)
-            refs.extend(scopes[scope])
+            refs.extend(compound[scope])
 
-    for index, refs in grown.items():
-        singles[index] = DeleteAll(singles[index].scope, tuple(sorted(refs)))
-    operations: list[Operation] = list(singles)
+    operations: list[Operation] = (
+        [
+            DeleteAll(scope, tuple(sorted(refs)) if entry in grown else tuple(refs))
+            for entry, (scope, refs) in singles.items()
+        ]
+        if grown
+        else [DeleteAll(scope, tuple(refs)) for scope, refs in singles.values()]
+    )
     for scope, refs in kept.values():
         ordered = tuple(sorted(refs)) if scope in merged else tuple(refs)
         if caps.and_delete_all and not scope.metadata:

@@ -75,3 +75,14 @@ def test_a_flush_of_valid_uuids_passes_and_one_bad_id_fails_it() -> None:
     assert not all_uuids(ids)
     ids[2500] = "../memories?user_id=alice"
     assert not all_path_segments(ids)
+
+
+def test_a_bad_id_is_found_on_either_side_of_a_chunk_boundary() -> None:
+    for at in (0, 1023, 1024, 2047, 2048, 2999):
+        ids = [str(uuid.UUID(int=i)) for i in range(3000)]
+        ids[at] = ids[at].replace("-", "", 1) + "0"  # the right length, a dash misplaced
+        assert not all_uuids(ids), at
+        ids[at] = ".."
+        assert not all_path_segments(ids), at
+        ids[at] = "a b"
+        assert not all_path_segments(ids), at
