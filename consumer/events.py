@@ -49,6 +49,10 @@ _RECORD_NAMES = {
     EventType.MEMORIES_DELETED: "MemoriesDeleted",
 }
 _TYPES_BY_RECORD = {name: kind for kind, name in _RECORD_NAMES.items()}
+# Full names too: the decoder hands them over that way, and one lookup beats a split.
+_TYPES_BY_RECORD.update(
+    {"memory.deletion." + name: kind for name, kind in _TYPES_BY_RECORD.items()}
+)
 
 
 def _clean(value: object) -> str | None:
@@ -59,7 +63,10 @@ def _clean(value: object) -> str | None:
     return text or None
 
 
-@dataclass(frozen=True, slots=True)
+# Scopes and events are built for every message; a frozen dataclass's __init__ (one
+# object.__setattr__ per field) costs twice a plain one. Treat them as immutable all the same:
+# they are hashed (unsafe_hash) and shared between flush, planner and receipts.
+@dataclass(slots=True, unsafe_hash=True)
 class Scope:
     """A filter: the memories matching every entry (AND).
 
@@ -80,18 +87,26 @@ class Scope:
         app_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> Scope:
-        raw = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id, "app_id": app_id}
-        entities = tuple(
-            (key, cleaned) for key in ENTITY_KEYS if (cleaned := _clean(raw[key])) is not None
-        )
-        meta = tuple(
-            sorted(
-                (str(key), cleaned)
-                for key, value in (metadata or {}).items()
-                if _clean(key) is not None and (cleaned := _clean(value)) is not None
+        entities = []
+        # One if per key rather than a loop over a dict of them: this runs for every event.
+        if user_id is not None and (cleaned := _clean(user_id)) is not None:
+            entities.append(("user_id", cleaned))
+        if agent_id is not None and (cleaned := _clean(agent_id)) is not None:
+            entities.append(("agent_id", cleaned))
+        if run_id is not None and (cleaned := _clean(run_id)) is not None:
+            entities.append(("run_id", cleaned))
+        if app_id is not None and (cleaned := _clean(app_id)) is not None:
+            entities.append(("app_id", cleaned))
+        meta: tuple[tuple[str, str], ...] = ()
+        if metadata:
+            meta = tuple(
+                sorted(
+                    (str(key), cleaned)
+                    for key, value in metadata.items()
+                    if _clean(key) is not None and (cleaned := _clean(value)) is not None
+                )
             )
-        )
-        return cls(entities, meta)
+        return cls(tuple(entities), meta)
 
     def entries(self) -> frozenset[tuple[str, str]]:
         """Every key/value the filter requires; metadata keys are prefixed to keep them apart."""
@@ -129,7 +144,7 @@ class Scope:
         yield from (v for _, v in self.metadata)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class DeletionEvent:
     """One decoded `memory.deletion.DeletionEvent`.
 
@@ -155,31 +170,45 @@ def event_from_record(record: Mapping[str, Any]) -> DeletionEvent:
     with `return_record_name=True`; the namespace prefix is optional.
     """
     name, body = record["payload"]
-    kind = _TYPES_BY_RECORD.get(name.rsplit(".", 1)[-1])
+    kind = _TYPES_BY_RECORD.get(name) or _TYPES_BY_RECORD.get(name.rsplit(".", 1)[-1])
     if kind is None:
         raise ValueError(f"unknown payload record {name!r}")
-    common: dict[str, Any] = {
-        "event_id": str(record["event_id"]),
-        "occurred_at_ms": _millis(record["occurred_at"]),
-        "source": str(record.get("source", "unknown")),
-        "reason": str(record.get("reason", "OTHER")),
-        "type": kind,
-    }
-    if kind is EventType.MEMORIES_DELETED:
-        ids = dict.fromkeys(c for raw in body["memory_ids"] if (c := _clean(raw)) is not None)
-        return DeletionEvent(
-            **common,
-            memory_ids=tuple(ids),
-            informational_user_id=_clean(body.get("user_id")),
-        )
-    scope = Scope.of(
-        user_id=body.get("user_id"),
-        agent_id=body.get("agent_id"),
-        run_id=body.get("run_id"),
-        app_id=body.get("app_id"),
-        metadata=body.get("metadata"),
+    event_id = record["event_id"]
+    occurred = record["occurred_at"]
+    source = record.get("source", "unknown")
+    reason = record.get("reason", "OTHER")
+    event = DeletionEvent(
+        event_id if type(event_id) is str else str(event_id),
+        occurred if type(occurred) is int else _millis(occurred),
+        kind,
+        None,
+        (),
+        source if type(source) is str else str(source),
+        reason if type(reason) is str else str(reason),
     )
-    return DeletionEvent(**common, scope=scope)
+    if kind is EventType.MEMORIES_DELETED:
+        event.memory_ids = _clean_ids(body["memory_ids"])
+        event.informational_user_id = _clean(body.get("user_id"))
+    else:
+        get = body.get
+        event.scope = Scope.of(
+            user_id=get("user_id"),
+            agent_id=get("agent_id"),
+            run_id=get("run_id"),
+            app_id=get("app_id"),
+            metadata=get("metadata"),
+        )
+    return event
+
+
+def _clean_ids(raw: Iterable[object]) -> tuple[str, ...]:
+    """Trimmed, empty ones dropped, first occurrence kept."""
+    try:
+        ids = dict.fromkeys(map(str.strip, raw))  # type: ignore[arg-type]
+    except TypeError:  # not all strings (a JSON-lines number, say): the long way
+        ids = dict.fromkeys(c for value in raw if (c := _clean(value)) is not None)
+    ids.pop("", None)
+    return tuple(ids)
 
 
 def event_to_record(event: DeletionEvent) -> dict[str, Any]:
