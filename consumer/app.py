@@ -14,6 +14,7 @@ their work to the event loop and wait for it, which is safe because the loop is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -43,7 +44,9 @@ TP = tuple[str, int]
 # How long a revoke may wait for in-flight work of the partitions it takes away; what does not
 # finish by then is dropped, and the new owner redoes it.
 _REVOKE_BUDGET_S = 5.0
-# Resume paused partitions once in-flight events fall below this share of the limit.
+# Resume paused partitions once a full flush fits again, or at the latest once in-flight events
+# fall below this share of the limit: a flush is then taken in while the others still run,
+# where waiting for half the budget made the work go in waves.
 _RESUME_SHARE = 0.5
 _DLQ_RETRY_CAP_S = 30.0
 
@@ -145,9 +148,16 @@ class ConsumerApp:
                 # A flush is no larger than the in-flight budget has room for.
                 cap = max(1, min(settings.flush_max_events, self._room()))
                 room = max(1, cap - len(self._buffer))
-                messages = await self._on_kafka(
-                    self._consumer.consume, room, max(0.0, min(wait, 0.5))
-                )
+                timeout = max(0.0, min(wait, 0.5))
+                if self._paused:
+                    # Paused partitions bring nothing: a blocking poll would only hide the
+                    # moment work finishes and room frees. Wait for that instead, then poll
+                    # without blocking (it still serves rebalances and keeps the membership).
+                    self._progress.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._progress.wait(), timeout)
+                    timeout = 0.0
+                messages = await self._on_kafka(self._consumer.consume, room, timeout)
                 self._take(messages)
                 now = self._clock()
                 if self._buffer and (
@@ -231,7 +241,10 @@ class ConsumerApp:
                 await self._on_kafka(self._consumer.pause, _partitions(to_pause))
                 self._paused |= to_pause
                 self._metrics.partitions_paused.set(len(self._paused))
-        elif self._paused and self._in_flight < limit * _RESUME_SHARE:
+        elif self._paused and (
+            self._room() >= self._settings.flush_max_events
+            or self._in_flight < limit * _RESUME_SHARE
+        ):
             to_resume = self._paused & self._assignment
             if to_resume:
                 await self._on_kafka(self._consumer.resume, _partitions(to_resume))

@@ -42,6 +42,8 @@ __all__ = ["DeadLetterSink", "Flush", "Record"]
 
 log = logging.getLogger(__name__)
 
+# Events decoded between two yields to the event loop (about 10 ms of work).
+_DECODE_SLICE = 500
 _RETRY_CAP_S = 30.0
 
 
@@ -176,7 +178,10 @@ class Flush:
     async def run(self) -> None:
         started = time.monotonic()
         chores: list[asyncio.Future[None]] = []
-        for record in self._records:
+        for index, record in enumerate(self._records):
+            if index % _DECODE_SLICE == _DECODE_SLICE - 1:
+                # Decoding never waits; let the replies of other flushes in meanwhile.
+                await asyncio.sleep(0)
             try:
                 event = await self._decode(record.message.value())
             except DecodeError as exc:
@@ -234,15 +239,34 @@ class Flush:
             )
             for ref in operation.refs:
                 self._reports[ref].append(done)
-        finishing = []
+        finished: list[Ref] = []
+        failed: list[Ref] = []
+        failures, finished_at, remaining = self._failures, self._finished_at, self._remaining
         for ref in operation.refs:
             if ref in outcome.failures:
-                self._failures.setdefault(ref, outcome.failures[ref])
-            self._finished_at[ref] = max(self._finished_at.get(ref, 0.0), outcome.finished_at)
-            self._remaining[ref] -= 1
-            if self._remaining[ref] == 0:
-                finishing.append(self._finish(ref))
-        await asyncio.gather(*finishing)
+                failures.setdefault(ref, outcome.failures[ref])
+            finished_at[ref] = max(finished_at.get(ref, 0.0), outcome.finished_at)
+            remaining[ref] -= 1
+            if remaining[ref] == 0:
+                (failed if ref in failures else finished).append(ref)
+        # The events this operation finished, together: their receipts in one write, then
+        # settled here and now (a task per event would cost more than all else done for it).
+        if finished:
+            sink = self._receipts
+            if sink is not None:
+                await sink.write(
+                    [
+                        receipt
+                        for ref in finished
+                        for receipt in self._receipts_for(
+                            ref, None, self._copies.get(ref, []), sink
+                        )
+                    ]
+                )
+            for ref in finished:
+                self._settled(ref, None)
+        if failed:
+            await asyncio.gather(*(self._finish(ref) for ref in failed))
 
     async def _finish(self, ref: Ref, rejection: Rejection | None = None) -> None:
         """Every operation of this event is over (or it had none): settle it and its copies,
@@ -260,17 +284,24 @@ class Flush:
             )
         if letter is not None:
             await self._dead_letters.write(record, letter, event.type.value)
+        if self._receipts is not None:
+            copies = self._copies.get(ref, [])
+            await self._receipts.write(self._receipts_for(ref, letter, copies, self._receipts))
+        self._settled(ref, letter)
+
+    def _settled(self, ref: Ref, letter: DeadLetter | None) -> None:
+        """The event is done (deleted, or its dead letter acknowledged): count it, and settle
+        its record and its copies' records."""
+        event = self._events[ref]
+        if letter is not None:
             self._summary.dead_lettered += 1
         else:
             self._metrics.events[(event.type.value, "deleted")].inc()
             self._summary.deleted += 1
             erased_after = self._finished_at[ref] - event.occurred_at_ms / 1000
             self._metrics.erasure[event.type.value].observe(max(0.0, erased_after))
-        copies = self._copies.get(ref, [])
-        if self._receipts is not None:
-            await self._receipts.write(self._receipts_for(ref, letter, copies, self._receipts))
-        self._settle(record)
-        for copy in copies:
+        self._settle(self._owners[ref])
+        for copy in self._copies.get(ref, ()):
             self._metrics.events[(self._events[copy].type.value, "duplicate")].inc()
             self._summary.duplicates += 1
             self._settle(self._owners[copy])

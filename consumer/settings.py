@@ -136,7 +136,7 @@ class Settings:
     retry_cap_s: float = 30.0
     retry_after_cap_s: float = 300.0
     retry_max_duration_s: float = 0.0  # 0: retry for ever
-    max_in_flight_events: int = 10_000
+    max_in_flight_events: int = 20_000
     commit_interval_ms: int = 1000
     shutdown_timeout_s: float = 30.0
     mem0_probe_interval_s: float = 15.0

@@ -66,7 +66,7 @@ def test_defaults_follow_the_contract() -> None:
     assert (s.retry_base_ms, s.retry_cap_s, s.retry_after_cap_s) == (200, 30.0, 300.0)
     assert s.retry_max_duration_s == 0
     assert (s.max_in_flight_events, s.commit_interval_ms, s.shutdown_timeout_s) == (
-        10000,
+        20000,
         1000,
         30.0,
     )
