@@ -19,11 +19,27 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 
-__all__ = ["AiohttpSession", "HttpSession", "HttpxSession", "Reply", "TransportError"]
+__all__ = [
+    "AiohttpSession",
+    "HttpSession",
+    "HttpxSession",
+    "RawJson",
+    "Reply",
+    "TransportError",
+]
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class TransportError(Exception):
     """A timeout or a broken connection: no HTTP answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawJson:
+    """A request body already encoded as JSON (a batch of 1000 ids is cheaper built by hand)."""
+
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +100,15 @@ class AiohttpSession:
         params: Mapping[str, str] | None = None,
         json: Any = None,
     ) -> Reply:
+        raw = json.data if isinstance(json, RawJson) else None
         try:
             async with self._open().request(
                 method,
                 self._base + path,
                 params=params,
-                json=json,
+                json=None if raw is not None else json,
+                data=raw,
+                headers=_JSON_HEADERS if raw is not None else None,
                 allow_redirects=False,
                 proxy=self._proxy,
             ) as response:
@@ -150,7 +169,12 @@ class HttpxSession:
         json: Any = None,
     ) -> Reply:
         try:
-            response = await self._client.request(method, path, params=params, json=json)
+            if isinstance(json, RawJson):
+                response = await self._client.request(
+                    method, path, params=params, content=json.data, headers=_JSON_HEADERS
+                )
+            else:
+                response = await self._client.request(method, path, params=params, json=json)
         except httpx.HTTPError as exc:
             raise TransportError(type(exc).__name__) from exc
         return Reply(

@@ -28,7 +28,15 @@ from urllib.parse import quote
 import httpx
 
 from consumer.events import Scope
-from consumer.http import AiohttpSession, HttpSession, HttpxSession, Reply, TransportError
+from consumer.http import (
+    AiohttpSession,
+    HttpSession,
+    HttpxSession,
+    RawJson,
+    Reply,
+    TransportError,
+)
+from consumer.memory_ids import all_uuids
 from consumer.pacing import AdaptiveRate
 from consumer.planner import OSS, PLATFORM, Capabilities
 from consumer.retry import Verdict, classify, parse_retry_after
@@ -257,8 +265,7 @@ class PlatformClient(Mem0Client):
     async def batch_delete(self, memory_ids: Sequence[str]) -> None:
         if not 1 <= len(memory_ids) <= 1000:
             raise ValueError("a batch holds 1 to 1000 ids")
-        body = {"memories": [{"memory_id": memory_id} for memory_id in memory_ids]}
-        await self._send("batch_delete", "DELETE", "/v1/batch/", json=body)
+        await self._send("batch_delete", "DELETE", "/v1/batch/", json=_batch_body(memory_ids))
 
     async def delete(self, memory_id: str) -> None:
         path = f"/v1/memories/{quote(memory_id, safe='')}/"
@@ -354,3 +361,12 @@ def _error_text(response: Reply) -> str:
     elif body is None:
         text = response.reason
     return " ".join(str(text).split())[:_ERROR_MESSAGE_LIMIT]
+
+
+def _batch_body(memory_ids: Sequence[str]) -> RawJson | dict[str, Any]:
+    """`{"memories": [{"memory_id": ...}, ...]}`; built by joining when every id is a UUID
+    (nothing in one needs escaping), a few times faster than json.dumps of 1000 dicts."""
+    if all_uuids(memory_ids):
+        joined = '"},{"memory_id":"'.join(memory_ids)
+        return RawJson(f'{{"memories":[{{"memory_id":"{joined}"}}]}}'.encode())
+    return {"memories": [{"memory_id": memory_id} for memory_id in memory_ids]}
