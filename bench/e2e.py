@@ -191,6 +191,19 @@ def run_workload(
     }
     started = time.monotonic()
     consumer = subprocess.Popen([sys.executable, "-m", "consumer", "run"], env=env)
+    profiler = None
+    if args.profile:
+        # Sampled from outside (py-spy, not installed by the project): collapsed stacks, one
+        # file per workload, for flamegraph.pl or speedscope.
+        out = Path(args.profile) / f"{name.replace(' ', '-')}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        profiler = subprocess.Popen(
+            [
+                *("py-spy", "record", "--pid", str(consumer.pid), "--format", "raw"),
+                *("--rate", "250", "--nonblocking", "--output", str(out)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
     first_call = None
     try:
         while True:
@@ -208,6 +221,8 @@ def run_workload(
     finally:
         consumer.send_signal(signal.SIGTERM)
         consumer.wait(60)
+        if profiler is not None:
+            profiler.wait(30)
     families = {f.name: f for f in text_string_to_metric_families(text)}
     erasure = "mem0_deletion_time_to_erasure_seconds"
     counts = stats(sandbox_port)
@@ -244,8 +259,11 @@ def run_baseline(events: list[DeletionEvent], sandbox_port: int) -> tuple[float,
     return len(events) / seconds, sum(stats(sandbox_port)["calls_by_operation"].values()) - before
 
 
-async def sandbox_capacity(port: int, seconds: float = 3.0, concurrency: int = 256) -> float:
-    """Deletes per second the sandbox answers (missing ids, so the store stays as it is)."""
+async def sandbox_capacity(
+    port: int, kind: str, seconds: float = 2.0, concurrency: int = 64
+) -> float:
+    """What the sandbox answers per second, alone: single deletes, ids in 1000-id batches, or
+    delete_all calls (missing ids and empty scopes, so the store stays as it is)."""
     import aiohttp
 
     done = 0
@@ -256,12 +274,25 @@ async def sandbox_capacity(port: int, seconds: float = 3.0, concurrency: int = 2
         f"http://127.0.0.1:{port}", headers=headers, connector=connector
     ) as session:
 
+        async def once() -> int:
+            if kind == "delete":
+                async with session.delete(f"/v1/memories/{uuid.uuid4()}/") as response:
+                    await response.read()
+                return 1
+            if kind == "batch":
+                body = {"memories": [{"memory_id": str(uuid.uuid4())} for _ in range(1000)]}
+                async with session.delete("/v1/batch/", json=body) as response:
+                    await response.read()
+                return 1000
+            params = {"user_id": uuid.uuid4().hex}
+            async with session.delete("/v1/memories/", params=params) as response:
+                await response.read()
+            return 1
+
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < deadline:
-                async with session.delete(f"/v1/memories/{uuid.uuid4()}/") as response:
-                    await response.read()
-                done += 1
+                done += await once()
 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -279,6 +310,7 @@ def main() -> int:
     parser.add_argument("--baseline-events", type=int, default=300)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the consumer")
+    parser.add_argument("--profile", metavar="DIR", help="sample the consumer with py-spy into DIR")
     args = parser.parse_args()
     sandbox_port = free_port()
     sandbox = start_sandbox(sandbox_port, args.latency_ms, args.job_delay_ms)
@@ -314,11 +346,14 @@ def main() -> int:
                     f"  ratio      {result.rate / base_rate:>9.1f}x events/s, "
                     f"{base_per_k / (result.calls * per_k):.2f}x fewer calls"
                 )
-            capacity = asyncio.run(sandbox_capacity(sandbox_port))
-            print(
-                f"\nsandbox capacity in this run: {capacity:,.0f} deletes/s "
-                f"at {args.latency_ms} ms latency (256 connections)"
-            )
+            print(f"\nsandbox capacity in this run, alone ({args.latency_ms} ms latency):")
+            for kind, unit in (
+                ("delete", "single deletes/s"),
+                ("batch", "ids/s in batches of 1000"),
+                ("delete_all", "delete_all calls/s"),
+            ):
+                capacity = asyncio.run(sandbox_capacity(sandbox_port, kind))
+                print(f"  {capacity:>11,.0f} {unit}")
     finally:
         sandbox.terminate()
         sandbox.wait()
