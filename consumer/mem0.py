@@ -297,6 +297,18 @@ class PlatformClient(Mem0Client):
             page += 1
         return ids[:limit]
 
+    async def any_match(self, scopes: Sequence[Scope]) -> bool:
+        """Whether any memory matches any of these single-identifier scopes: one listing with
+        the OR of their filters (see consumer/scope_check.py)."""
+        if not scopes or any(len(s.entities) != 1 or s.metadata for s in scopes):
+            raise ValueError("a grouped listing takes single-identifier scopes")
+        body = {"filters": {"OR": [dict(s.entities) for s in scopes]}, "show_expired": True}
+        params = {"page": "1", "page_size": "1"}
+        answer = await self._send("list", "POST", "/v3/memories/", params=params, json=body)
+        results = answer.get("results") if isinstance(answer, dict) else None
+        # An answer of another shape proves nothing: say "matched", and each is checked alone.
+        return not isinstance(results, list) or bool(results)
+
     async def exists(self, memory_id: str) -> bool:
         return await self._read_back(f"/v1/memories/{quote(memory_id, safe='')}/")
 

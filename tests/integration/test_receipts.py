@@ -215,8 +215,15 @@ def test_a_job_that_leaves_memories_behind_is_redeleted_then_dead_lettered(
         dead = consumer.metric(P + "dlq_messages_total", reason="verification_failed")
 
     calls = [c for c in sandbox.calls() if c["operation"] in ("delete_all", "list")]
-    # The job, then a listing after each job: two re-deletes, then it gives up.
-    assert [c["operation"] for c in calls] == ["delete_all", "list"] * 3
+    # The job; the grouped listing (an OR of the scopes finishing together: here just this
+    # one) finds memories, so the scope is listed alone; then a listing after each job: two
+    # re-deletes, then it gives up.
+    assert [c["operation"] for c in calls] == ["delete_all", "list"] + [
+        "list",
+        "delete_all",
+    ] * 2 + ["list"]
+    assert calls[1]["body"]["filters"] == {"OR": [{"user_id": user}]}
+    assert calls[2]["body"]["filters"] == {"AND": [{"user_id": user}]}
     assert remaining_ids(sandbox) == set(memories)
     assert (failed, dead) == (1, 1)
     (letter,) = read_all(kafka, topics.dlq, expected=1)
@@ -229,6 +236,31 @@ def test_a_job_that_leaves_memories_behind_is_redeleted_then_dead_lettered(
     )
     (operation,) = receipt.operations
     assert operation.kind == "delete_all" and operation.job_id and not operation.verified
+
+
+def test_scopes_finishing_together_are_verified_by_one_grouped_listing(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    users = [f"g{n}-{uuid.uuid4().hex[:6]}" for n in range(40)]
+    seed(sandbox, [{"user_id": user, "memory": "x"} for user in users])
+    events = [event(EventType.USER_DELETED, user_id=user) for user in users]
+    ends = publish(kafka, topics.input, encoded(events))
+    settings = with_receipts(
+        kafka, sandbox, topics, FLUSH_MAX_EVENTS=str(len(events)), FLUSH_MAX_WAIT_MS="3000"
+    )
+    with RunningConsumer(settings) as consumer:
+        wait_committed(kafka, topics.group, ends)
+        passed = consumer.metric(P + "verifications_total", result="passed")
+        messages = receipts_of(kafka, topics, expected=len(events))
+
+    assert remaining_ids(sandbox) == set()
+    assert passed == len(users)
+    assert all(r.verified for r in decoded(messages))
+    listings = [c for c in sandbox.calls() if c["operation"] == "list"]
+    grouped = [c["body"]["filters"]["OR"] for c in listings]
+    # Every scope was in a grouped listing, and far fewer listings than scopes were made.
+    assert sorted(f["user_id"] for group in grouped for f in group) == sorted(users)
+    assert len(listings) <= len(users) // 4, len(listings)
 
 
 def test_verify_deletes_false_makes_no_verification_call(
