@@ -35,6 +35,7 @@ from consumer.events import (
     event_from_record,
     event_to_record,
 )
+from consumer.planner import PLATFORM, plan
 
 
 class _InMemoryRegistry:
@@ -73,6 +74,10 @@ def _events(n: int, rng: random.Random) -> list[DeletionEvent]:
             ids = tuple(uid() for _ in range(rng.randint(1, 5)))
             events.append(DeletionEvent(**common, memory_ids=ids, informational_user_id=user))
     return events
+
+
+def _decoded(decoder: Decoder, values: list[bytes]) -> list[DeletionEvent]:
+    return [e for e in decoder.decode_many(values) if isinstance(e, DeletionEvent)]
 
 
 def _rates(runs: dict[str, Callable[[], object]], n: int, repeat: int) -> dict[str, float]:
@@ -130,6 +135,10 @@ def main() -> None:
         "(b) Decoder.decode, single-object": lambda: list(map(decoder.decode, single)),
         "(b) Decoder.decode, Confluent": lambda: list(map(decoder.decode, confluent)),
         "(b) Decoder.decode_many, single-object": lambda: decoder.decode_many(single),
+        "(c) decode + plan, flushes of 5000 (the consumer's hot path)": lambda: [
+            plan(_decoded(decoder, single[i : i + 5000]), PLATFORM)
+            for i in range(0, len(single), 5000)
+        ],
     }
     rows = list(_rates(runs, n, repeat).items())
     bare = rows[0][1]

@@ -292,7 +292,8 @@ async def sandbox_capacity(
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < deadline:
-                done += await once()
+                served = await once()  # not `done += await ...`: that reads `done` before waiting
+                done += served
 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
