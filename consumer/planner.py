@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 Ref = int
+_ScopeKey = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
 
 _IDS = EventType.MEMORIES_DELETED
 
@@ -160,10 +161,11 @@ def validate(event: DeletionEvent, caps: Capabilities) -> Rejection | None:
         if key == "app_id" and not caps.app_id_and_metadata:
             return Rejection("unsupported_scope", "the backend cannot filter by app_id")
         return None
-    if required is not None and all(key != required for key, _ in entities):
+    if required is not None and required not in dict(entities):
         return Rejection("invalid_scope", f"the filter has no {required}")
-    if any("*" in value for _, value in entities) or any(
-        "*" in k or "*" in v for k, v in scope.metadata
+    # Keys and values joined, one C-level search (entity keys never hold a '*').
+    if "*" in "".join(chain.from_iterable(entities)) or (
+        scope.metadata and "*" in "".join(chain.from_iterable(scope.metadata))
     ):
         return Rejection("invalid_scope", "an identifier contains the wildcard '*'")
     if not caps.app_id_and_metadata:
@@ -198,7 +200,8 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
     # Single-identifier scopes (nearly all of them) by their one (key, value): a tuple hashes in
     # C, where a Scope would call its dataclass __hash__ for every event.
     singles: dict[tuple[str, str], tuple[Scope, list[Ref]]] = {}
-    compound: dict[Scope, list[Ref]] = {}
+    # The others by their entries (tuples hash in C), with the scope.
+    compound: dict[_ScopeKey, tuple[Scope, list[Ref]]] = {}
     # The id requests, in two parallel lists: checked and merged together, below.
     id_refs: list[Ref] = []
     id_lists: list[tuple[str, ...]] = []
@@ -237,28 +240,43 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
         if rejection is not None:
             result.rejected[ref] = rejection
         elif scope is not None:
-            compound.setdefault(scope, []).append(ref)
+            scope_key = (scope.entities, scope.metadata)
+            known = compound.get(scope_key)
+            if known is None:
+                compound[scope_key] = (scope, [ref])
+            else:
+                known[1].append(ref)
 
     if singles or compound:
         result.operations.extend(_scope_operations(singles, compound, caps))
     if id_refs:
-        ids = list(chain.from_iterable(id_lists))
-        if not _ids_valid(ids, caps):
-            # Some event is bad: find it (them) and go on without.
-            valid = [_validate_ids(memory_ids, caps) for memory_ids in id_lists]
-            for ref, rejection in zip(id_refs, valid, strict=True):
-                if rejection is not None:
-                    result.rejected[ref] = rejection
-            id_refs = [r for r, bad in zip(id_refs, valid, strict=True) if bad is None]
-            id_lists = [i for i, bad in zip(id_lists, valid, strict=True) if bad is None]
-            ids = list(chain.from_iterable(id_lists))
-        result.operations.extend(_id_batches(ids, id_refs, id_lists, caps.max_batch))
+        result.operations.extend(_id_operations(id_refs, id_lists, caps, result.rejected))
     return result
+
+
+def _id_operations(
+    refs: list[Ref],
+    lists: list[tuple[str, ...]],
+    caps: Capabilities,
+    rejected: dict[Ref, Rejection],
+) -> list[Operation]:
+    """The batches for the id requests, checked together (one pass over all ids)."""
+    ids = list(chain.from_iterable(lists))
+    if not _ids_valid(ids, caps):
+        # Some event is bad: find it (them) and go on without.
+        verdicts = [_validate_ids(memory_ids, caps) for memory_ids in lists]
+        for ref, rejection in zip(refs, verdicts, strict=True):
+            if rejection is not None:
+                rejected[ref] = rejection
+        refs = [r for r, bad in zip(refs, verdicts, strict=True) if bad is None]
+        lists = [i for i, bad in zip(lists, verdicts, strict=True) if bad is None]
+        ids = list(chain.from_iterable(lists))
+    return _id_batches(ids, refs, lists, caps.max_batch)
 
 
 def _scope_operations(
     singles: dict[tuple[str, str], tuple[Scope, list[Ref]]],
-    compound: dict[Scope, list[Ref]],
+    compound: dict[_ScopeKey, tuple[Scope, list[Ref]]],
     caps: Capabilities,
 ) -> list[Operation]:
     """One operation per scope that no broader scope of the flush covers.
@@ -276,23 +294,27 @@ def _scope_operations(
     merged: set[Scope] = set()
     # Smallest first: a kept scope is then never covered by one kept later, and each dropped
     # scope joins the first (smallest) kept scope that covers it.
-    for scope in sorted(compound, key=lambda s: (s.size, s.entities, s.metadata)):
-        entries = scope.entries()
-        single = next((e for e in sorted(entries) if e in singles), None)
+    for key in sorted(compound, key=_smallest_first):
+        scope, scope_refs = compound[key]
+        # A single-identifier scope of the flush covers it: join that one (the first such
+        # identifier in ENTITY_KEYS order, so the plan stays deterministic).
+        single = next((e for e in scope.entities if e in singles), None)
         if single is not None:
-            singles[single][1].extend(compound[scope])
+            singles[single][1].extend(scope_refs)
             grown.add(single)
             continue
-        cover = _covering(entries, kept) if len(entries) <= _MAX_COVER_ENTRIES else None
+        entries = scope.entries()
+        # Only a kept scope with fewer entries (and at least two) can cover this one.
+        cover = _covering(entries, kept) if 2 < len(entries) <= _MAX_COVER_ENTRIES else None
         if cover is None:
-            kept[entries] = (scope, compound[scope])
+            kept[entries] = (scope, scope_refs)
         else:
             owner, refs = kept[cover]
             if owner not in merged:
                 refs = list(refs)  # never extend a list another scope still names
                 kept[cover] = (owner, refs)
                 merged.add(owner)
-            refs.extend(compound[scope])
+            refs.extend(scope_refs)
 
     operations: list[Operation] = (
         [
@@ -309,6 +331,11 @@ def _scope_operations(
         else:
             operations.append(ResolveScope(scope, ordered))
     return operations
+
+
+def _smallest_first(key: _ScopeKey) -> int:
+    # Sizes only: the sort is stable, so equal sizes keep the flush's order (deterministic).
+    return len(key[0]) + len(key[1])
 
 
 def _covering(
