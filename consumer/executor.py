@@ -129,15 +129,22 @@ class Downstream:
         if not self.struggling():
             yield
             return
-        async with self._trial:
-            try:
-                yield
-            except Exception:
-                # The trial failed: the next one waits, longer each time (up to a cap). The
-                # lock is held meanwhile, so the calls queued behind it wait too.
-                await asyncio.sleep(self._trial_gap)
-                self._trial_gap = min(self._trial_gap * 2, _TRIAL_GAP_CAP_S)
-                raise
+        await self._trial.acquire()
+        if not self.struggling():
+            # It recovered while this call waited: go at once, and let the others go too.
+            self._trial.release()
+            yield
+            return
+        try:
+            yield
+        except TransientError:
+            # The trial failed: the next one waits, longer each time (up to a cap). The lock
+            # is held meanwhile, so the calls queued behind it wait too.
+            await asyncio.sleep(self._trial_gap)
+            self._trial_gap = min(self._trial_gap * 2, _TRIAL_GAP_CAP_S)
+            raise
+        finally:
+            self._trial.release()
 
     def succeeded(self) -> None:
         self._failing_since = None
@@ -274,7 +281,9 @@ class Executor:
     ) -> T:
         """One logical call, retried until it succeeds, is rejected, or the budget runs out.
 
-        `counted` is False for a step made of calls that count themselves (start and watch).
+        `counted` is False for a step made of calls that count themselves (start and watch);
+        such a step does not take a turn either: its calls take theirs (the turn is not
+        reentrant, and a step holding it would wait on its own calls forever).
         """
         started = self._clock()
         attempt = 0
@@ -283,7 +292,10 @@ class Executor:
             if counted:
                 tally.calls += 1
             try:
-                async with self._downstream.turn():
+                if counted:
+                    async with self._downstream.turn():
+                        result = await call()
+                else:
                     result = await call()
             except AuthError as exc:
                 # Nothing is dead-lettered for a credentials problem: wait for it to be fixed.
