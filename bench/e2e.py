@@ -55,6 +55,9 @@ class Result:
     p99_s: float
     peak_rss_mb: float
     cpu_s: float
+    # Busy share of one core during the drain (first call to last commit), from /proc.
+    sandbox_busy: float
+    broker_busy: float
 
     @property
     def rate(self) -> float:
@@ -162,12 +165,18 @@ def proc_figures(pid: int) -> tuple[float, float]:
     return peak_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
 
 
+def cpu_seconds(pid: int | None) -> float:
+    return proc_figures(pid)[1] if pid is not None else 0.0
+
+
 def run_workload(
     name: str,
     events: list[DeletionEvent],
     bootstrap: str,
     sandbox_port: int,
     args: argparse.Namespace,
+    *,
+    pids: tuple[int, int | None],
 ) -> Result:
     suffix = uuid.uuid4().hex[:8]
     topic, dlq, group = f"bench.{suffix}", f"bench.{suffix}.dlq", f"bench-{suffix}"
@@ -205,17 +214,20 @@ def run_workload(
             stdout=subprocess.DEVNULL,
         )
     first_call = None
+    cpu_at_first_call = [0.0, 0.0]
     try:
         while True:
             time.sleep(0.25)
             if first_call is None and stats(sandbox_port)["calls_by_operation"]:
                 first_call = time.monotonic()
+                cpu_at_first_call = [cpu_seconds(pid) for pid in pids]
             committed = committed_positions(bootstrap, group, ends)
             if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
                 break
             if consumer.poll() is not None:
                 raise RuntimeError(f"the consumer exited with {consumer.returncode}")
         done = time.monotonic()
+        cpu_at_done = [cpu_seconds(pid) for pid in pids]
         peak_mb, cpu_s = proc_figures(consumer.pid)
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     finally:
@@ -237,6 +249,8 @@ def run_workload(
         p99_s=quantile(families, erasure, 0.99),
         peak_rss_mb=peak_mb,
         cpu_s=cpu_s,
+        sandbox_busy=(cpu_at_done[0] - cpu_at_first_call[0]) / (done - (first_call or started)),
+        broker_busy=(cpu_at_done[1] - cpu_at_first_call[1]) / (done - (first_call or started)),
     )
 
 
@@ -323,7 +337,8 @@ def main() -> int:
         with LocalBroker() as broker:
             for name in args.workloads.split(","):
                 events = WORKLOADS[name](args.events, random.Random(11))
-                result = run_workload(name, events, broker.bootstrap, sandbox_port, args)
+                pids = (sandbox.pid, broker.pid)
+                result = run_workload(name, events, broker.bootstrap, sandbox_port, args, pids=pids)
                 base_rate, base_calls = run_baseline(events[: args.baseline_events], sandbox_port)
                 per_k = 1000 / result.events
                 base_per_k = base_calls * 1000 / args.baseline_events
@@ -338,6 +353,10 @@ def main() -> int:
                     f"             p50 {result.p50_s:.2f} s, p99 {result.p99_s:.2f} s "
                     f"publish to done; peak RSS {result.peak_rss_mb:.0f} MB; "
                     f"CPU {result.cpu_s:.1f} s"
+                )
+                print(
+                    f"             meanwhile the sandbox was busy {result.sandbox_busy:.0%} "
+                    f"of a core, the broker {result.broker_busy:.0%}"
                 )
                 print(
                     f"  baseline   {base_rate:>9,.1f} events/s, {base_per_k:.0f} calls/1000 events "

@@ -61,6 +61,11 @@ class LocalBroker:
         self.stop()
         raise RuntimeError(f"the local broker did not listen on {self.bootstrap}")
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()

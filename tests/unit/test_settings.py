@@ -224,10 +224,14 @@ def test_consumer_config() -> None:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
+        "fetch.queue.backoff.ms": 20,
         "session.timeout.ms": "10000",
     }
-    overridden = load({"KAFKA_AUTO_OFFSET_RESET": "latest"}).consumer_config()
+    overridden = load(
+        {"KAFKA_AUTO_OFFSET_RESET": "latest", "KAFKA_FETCH_QUEUE_BACKOFF_MS": "1000"}
+    ).consumer_config()
     assert overridden["auto.offset.reset"] == "latest"
+    assert overridden["fetch.queue.backoff.ms"] == "1000"
     kip848 = load({"KAFKA_GROUP_PROTOCOL": "consumer"}).consumer_config()
     assert "partition.assignment.strategy" not in kip848
 
