@@ -33,6 +33,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from consumer.event_reader import CANONICAL as _FAST_CANONICAL
+from consumer.event_reader import read_event
 from consumer.events import DeletionEvent, event_from_record, event_to_record
 from consumer.registry import SchemaNotFound
 
@@ -171,6 +173,8 @@ class _Plan:
 
     writer: Any
     reader: Any
+    # Written with the schema event_reader.py knows: try its shortcut first.
+    fast: bool = False
 
 
 class Decoder:
@@ -233,7 +237,7 @@ class Decoder:
     def _plan(self, writer: AvroSchema) -> _Plan:
         if writer.canonical == self._reader.canonical:
             # Same bytes, same meaning: skipping resolution makes fastavro's read much cheaper.
-            return _Plan(self._reader.decoding, None)
+            return _Plan(self._reader.decoding, None, writer.canonical == _FAST_CANONICAL)
         return _Plan(writer.decoding, self._reader.decoding)
 
     def _fetch(self, schema_id: int) -> _Plan:
@@ -266,6 +270,8 @@ class Decoder:
         return plan
 
     def _read(self, plan: _Plan, value: bytes, start: int) -> DeletionEvent:
+        if plan.fast and (event := read_event(value, start)) is not None:
+            return event
         fo = BytesIO(value)  # shares the bytes, no copy; seek instead of slicing the header off
         fo.seek(start)
         try:
