@@ -251,9 +251,11 @@ class ConsumerApp:
             self._paused.clear()
             self._metrics.partitions_paused.set(0)
 
-    def _done(self, record: Record) -> None:
-        self._tracker.mark_done(record.tp, record.offset, record.epoch)
-        self._in_flight -= 1
+    def _done(self, records: list[Record]) -> None:
+        mark_done = self._tracker.mark_done
+        for record in records:
+            mark_done(record.tp, record.offset, record.epoch)
+        self._in_flight -= len(records)
         self._metrics.in_flight_events.set(self._in_flight)
         self._progress.set()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Message
@@ -22,7 +22,7 @@ from consumer.dlq import DeadLetter, dead_letter_headers, headers_of
 from consumer.events import DeletionEvent
 from consumer.executor import Executor, Failure
 from consumer.guard import DlqGuard
-from consumer.metrics import Metrics
+from consumer.metrics import Metrics, observe_many
 from consumer.planner import Capabilities, Operation, Ref, Rejection, plan
 from consumer.producer import AsyncProducer, DeliveryError
 from consumer.progress import FlushSummary
@@ -153,7 +153,7 @@ class Flush:
         executor: Executor,
         dead_letters: DeadLetterSink,
         metrics: Metrics,
-        settle: Callable[[Record], None],
+        settle: Callable[[list[Record]], None],
         report: Callable[[FlushSummary], None] | None = None,
         receipts: ReceiptSink | None = None,
     ) -> None:
@@ -263,8 +263,7 @@ class Flush:
                         )
                     ]
                 )
-            for ref in finished:
-                self._settled(ref, None)
+            self._settled_deleted(finished)
         if failed:
             await asyncio.gather(*(self._finish(ref) for ref in failed))
 
@@ -292,19 +291,43 @@ class Flush:
     def _settled(self, ref: Ref, letter: DeadLetter | None) -> None:
         """The event is done (deleted, or its dead letter acknowledged): count it, and settle
         its record and its copies' records."""
-        event = self._events[ref]
-        if letter is not None:
-            self._summary.dead_lettered += 1
-        else:
-            self._metrics.events[(event.type.value, "deleted")].inc()
-            self._summary.deleted += 1
-            erased_after = self._finished_at[ref] - event.occurred_at_ms / 1000
-            self._metrics.erasure[event.type.value].observe(max(0.0, erased_after))
-        self._settle(self._owners[ref])
-        for copy in self._copies.get(ref, ()):
-            self._metrics.events[(self._events[copy].type.value, "duplicate")].inc()
-            self._summary.duplicates += 1
-            self._settle(self._owners[copy])
+        if letter is None:
+            self._settled_deleted([ref])
+            return
+        self._summary.dead_lettered += 1
+        self._settle([self._owners[ref]])
+        copies = self._copies.get(ref, ())
+        if copies:
+            self._count_and_settle_copies(copies)
+
+    def _settled_deleted(self, refs: list[Ref]) -> None:
+        """Events every operation of which succeeded, counted and settled together: an
+        operation finishes up to a thousand at once, and a metric update and a callback per
+        event cost a tenth of the consumer's CPU on an id clean-up."""
+        events, owners, finished_at = self._events, self._owners, self._finished_at
+        waits: dict[str, list[float]] = defaultdict(list)
+        records: list[Record] = []
+        copies: list[Ref] = []
+        for ref in refs:
+            event = events[ref]
+            waits[event.type.value].append(finished_at[ref] - event.occurred_at_ms / 1000)
+            records.append(owners[ref])
+            copies.extend(self._copies.get(ref, ()))
+        metrics = self._metrics
+        for kind, seconds in waits.items():
+            metrics.events[(kind, "deleted")].inc(len(seconds))
+            observe_many(metrics.erasure[kind], seconds)
+        self._summary.deleted += len(refs)
+        self._settle(records)
+        if copies:
+            self._count_and_settle_copies(copies)
+
+    def _count_and_settle_copies(self, copies: Iterable[Ref]) -> None:
+        kinds = Counter(self._events[copy].type.value for copy in copies)
+        for kind, count in kinds.items():
+            self._metrics.events[(kind, "duplicate")].inc(count)
+            self._summary.duplicates += count
+        self._settle([self._owners[copy] for copy in copies])
 
     def _receipts_for(
         self, ref: Ref, letter: DeadLetter | None, copies: list[Ref], sink: ReceiptSink
@@ -336,7 +359,7 @@ class Flush:
     async def _dead(self, record: Record, letter: DeadLetter, event_type: str) -> None:
         await self._dead_letters.write(record, letter, event_type)
         self._summary.dead_lettered += 1
-        self._settle(record)
+        self._settle([record])
 
 
 def _position(record: Record) -> Position:

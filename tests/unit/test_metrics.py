@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from consumer.health import HealthServer
 from consumer.metrics import (
     DLQ_REASONS,
     DOWNSTREAM_HALTED,
+    ERASURE_BUCKETS,
     EVENT_TYPES,
     OPERATIONS,
     OUTCOMES,
     Metrics,
+    observe_many,
     retry_reason,
 )
 
@@ -252,3 +257,33 @@ def test_stop_frees_the_port(registry: CollectorRegistry, readiness: Readiness) 
     health.stop()  # idempotent
     with pytest.raises(OSError):
         http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+
+
+# Values on a bucket's bound go in that bucket (`le`): draw them often.
+_BOUNDS = [b for b in ERASURE_BUCKETS if b < 1e7]
+
+
+@given(st.lists(st.floats(-10, 1e7, allow_nan=False) | st.sampled_from(_BOUNDS), max_size=60))
+def test_observe_many_exposes_what_observing_one_by_one_does(values: list[float]) -> None:
+    one, many = CollectorRegistry(), CollectorRegistry()
+    by_one = Metrics(one).erasure["user_deleted"]
+    by_many = Metrics(many).erasure["user_deleted"]
+    for value in values:
+        by_one.observe(max(0.0, value))
+    observe_many(by_many, values)
+    # Sums are added in another order: compare them as numbers, the buckets exactly.
+    sample_one = {(s.name, tuple(s.labels.items())): s.value for s in _samples(one)}
+    sample_many = {(s.name, tuple(s.labels.items())): s.value for s in _samples(many)}
+    assert sample_one.keys() == sample_many.keys()
+    for key, value in sample_one.items():
+        assert sample_many[key] == pytest.approx(value, rel=1e-9, abs=1e-6), key
+
+
+def _samples(registry: CollectorRegistry) -> list[Any]:
+    return [
+        sample
+        for family in registry.collect()
+        if family.name == "mem0_deletion_time_to_erasure_seconds"
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]
