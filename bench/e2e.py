@@ -39,6 +39,8 @@ from bench.workloads import WORKLOADS
 from consumer.broker import LocalBroker, committed_positions, create_topics, free_port
 from consumer.codec import Encoder, SchemaStore
 from consumer.events import DeletionEvent, EventType, event_to_record, partition_key
+from consumer.http import RawJson
+from consumer.lean_http import LeanSession
 
 TP = tuple[str, int]
 
@@ -277,41 +279,49 @@ async def sandbox_capacity(
     port: int, kind: str, seconds: float = 2.0, concurrency: int = 64
 ) -> float:
     """What the sandbox answers per second, alone: single deletes, ids in 1000-id batches, or
-    delete_all calls (missing ids and empty scopes, so the store stays as it is)."""
-    import aiohttp
-
+    delete_all calls (missing ids and empty scopes, so the store stays as it is). The client is
+    the consumer's own lean one, with bodies built beforehand, so that it is not the limit."""
     done = 0
     deadline = time.monotonic() + seconds
-    headers = {"Authorization": "Token sandbox-key"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        f"http://127.0.0.1:{port}", headers=headers, connector=connector
-    ) as session:
+    session = LeanSession(
+        f"http://127.0.0.1:{port}",
+        {"Authorization": "Token sandbox-key"},
+        timeout_s=30,
+        max_connections=concurrency,
+    )
+    bodies = [
+        RawJson(
+            json.dumps(
+                {"memories": [{"memory_id": str(uuid.uuid4())} for _ in range(1000)]}
+            ).encode()
+        )
+        for _ in range(8)
+    ]
 
-        async def once() -> int:
-            if kind == "delete":
-                async with session.delete(f"/v1/memories/{uuid.uuid4()}/") as response:
-                    await response.read()
-                return 1
-            if kind == "batch":
-                body = {"memories": [{"memory_id": str(uuid.uuid4())} for _ in range(1000)]}
-                async with session.delete("/v1/batch/", json=body) as response:
-                    await response.read()
-                return 1000
-            params = {"user_id": uuid.uuid4().hex}
-            async with session.delete("/v1/memories/", params=params) as response:
-                await response.read()
+    async def once(n: int) -> int:
+        if kind == "delete":
+            await session.request("DELETE", f"/v1/memories/{uuid.uuid4()}/")
             return 1
+        if kind == "batch":
+            await session.request("DELETE", "/v1/batch/", json=bodies[n % len(bodies)])
+            return 1000
+        await session.request("DELETE", "/v1/memories/", params={"user_id": uuid.uuid4().hex})
+        return 1
 
-        async def worker() -> None:
-            nonlocal done
-            while time.monotonic() < deadline:
-                served = await once()  # not `done += await ...`: that reads `done` before waiting
-                done += served
+    async def worker() -> None:
+        nonlocal done
+        n = 0
+        while time.monotonic() < deadline:
+            served = await once(n)  # not `done += await ...`: that reads `done` before waiting
+            done += served
+            n += 1
 
-        started = time.monotonic()
+    started = time.monotonic()
+    try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.monotonic() - started)
+    finally:
+        await session.aclose()
+    return done / (time.monotonic() - started)
 
 
 def main() -> int:

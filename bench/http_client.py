@@ -1,9 +1,9 @@
 """HTTP client cost against the sandbox: `python -m bench.http_client [--requests 3000]`.
 
 Runs the Mem0 sandbox in its own process and sends the same deletes (404s, so the store stays
-the same) with httpx, with this project's session (consumer/http.py, aiohttp underneath) and
-with bare aiohttp, reporting requests per second and client CPU per request, and the ratio of
-each rate to httpx's.
+the same) with httpx, with this project's two sessions (consumer/http.py over aiohttp, and
+consumer/lean_http.py) and with bare aiohttp, reporting requests per second and client CPU per
+request, and the ratio of each rate to httpx's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import aiohttp
 import httpx
 
 from consumer.broker import free_port
-from consumer.http import AiohttpSession
+from consumer.http import AiohttpSession, HttpSession
+from consumer.lean_http import LeanSession
 
 Send = Callable[[str], Awaitable[int]]
 
@@ -51,15 +52,19 @@ async def run(base: str, requests: int, concurrency: int) -> list[tuple[str, flo
         results.append(
             ("httpx (default transport)", *await measure(send_plain, requests, concurrency))
         )
-    ours = AiohttpSession(base, headers, timeout_s=30, max_connections=concurrency)
+    for label, session in (
+        ("AiohttpSession (ours)", AiohttpSession),
+        ("LeanSession (ours, default)", LeanSession),
+    ):
+        ours = session(base, headers, timeout_s=30, max_connections=concurrency)
 
-    async def send_ours(path: str) -> int:
-        return (await ours.request("DELETE", path)).status
+        async def send_ours(path: str, ours: HttpSession = ours) -> int:
+            return (await ours.request("DELETE", path)).status
 
-    try:
-        results.append(("consumer.http (ours)", *await measure(send_ours, requests, concurrency)))
-    finally:
-        await ours.aclose()
+        try:
+            results.append((label, *await measure(send_ours, requests, concurrency)))
+        finally:
+            await ours.aclose()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base, headers=headers, connector=connector) as bare:
 

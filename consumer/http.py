@@ -26,6 +26,7 @@ __all__ = [
     "RawJson",
     "Reply",
     "TransportError",
+    "proxy_for",
 ]
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -78,7 +79,7 @@ class AiohttpSession:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._proxy = _proxy_for(self._base)
+        self._proxy = proxy_for(self._base)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -127,7 +128,7 @@ class AiohttpSession:
             await self._session.close()
 
 
-def _proxy_for(url: str) -> str | None:
+def proxy_for(url: str) -> str | None:
     """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) sets for this URL."""
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1]

@@ -35,7 +35,9 @@ from consumer.http import (
     RawJson,
     Reply,
     TransportError,
+    proxy_for,
 )
+from consumer.lean_http import LeanSession
 from consumer.memory_ids import all_uuids
 from consumer.pacing import AdaptiveRate
 from consumer.planner import OSS, PLATFORM, Capabilities
@@ -114,8 +116,11 @@ def make_http_client(
 ) -> HttpSession:
     """The one pooled session: keep-alive connections sized to the call concurrency.
 
-    aiohttp by default (see consumer/http.py for why); httpx when a transport is given.
+    The lean client by default (consumer/lean_http.py: a third of aiohttp's CPU per call);
+    aiohttp when the environment sets a proxy for the URL; httpx when a transport is given.
     """
+    if transport is None and proxy_for(base_url) is None:
+        return LeanSession(base_url, headers, timeout_s=timeout_s, max_connections=max_connections)
     if transport is None:
         return AiohttpSession(
             base_url, headers, timeout_s=timeout_s, max_connections=max_connections
