@@ -125,7 +125,10 @@ class Settings:
     flush_max_events: int = 5000
     flush_max_bytes: int = 8 * 1024 * 1024
     flush_max_wait_ms: int = 150
-    mem0_max_concurrency: int = 32
+    # Calls in flight bound a burst of scopes (two calls each, latency-bound): at 5 ms per call
+    # 32 held the burst near 1.5k events/s, 64 took it to 2.7k (bench/e2e.py); 429s still
+    # slow it down through the adaptive pacing, whatever this is.
+    mem0_max_concurrency: int = 64
     mem0_batch_size: int = 1000
     mem0_timeout_s: float = 30.0
     mem0_job_poll_interval_ms: int = 100
