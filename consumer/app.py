@@ -93,6 +93,7 @@ class ConsumerApp:
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._progress = asyncio.Event()
+        self._decode_turn = asyncio.Lock()  # flushes decode one at a time (see Flush.run)
         self._summaries = ProgressLog()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._downstream: Downstream | None = None
@@ -212,6 +213,7 @@ class ConsumerApp:
             settle=self._done,
             report=self._summaries.flush_done,
             receipts=self._receipts,
+            turn=self._decode_turn,
         )
         task = asyncio.get_running_loop().create_task(flush.run())
         self._tasks.add(task)
