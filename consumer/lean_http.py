@@ -263,6 +263,9 @@ class LeanSession:
         if ":" in url.hostname:  # an IPv6 literal keeps its brackets in Host
             host = f"[{url.hostname}]" + ("" if default_port else f":{self._port}")
         rendered = {"Host": host, "Accept-Encoding": "identity", **headers}
+        for name, value in rendered.items():
+            if any(c in name + value for c in "\r\n\0") or not name.strip():
+                raise ValueError(f"header {name!r} holds a line break or is unnamed")
         self._head = "".join(f"{k}: {v}\r\n" for k, v in rendered.items()).encode("latin-1")
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[_Connection] = []

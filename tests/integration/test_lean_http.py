@@ -254,3 +254,10 @@ def test_a_proxy_in_the_environment_keeps_aiohttp(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("no_proxy", raising=False)
     http = make_http_client("https://api.mem0.ai", {}, timeout_s=5, max_connections=2)
     assert not isinstance(http, LeanSession)
+
+
+def test_a_header_that_would_split_the_request_is_refused() -> None:
+    with pytest.raises(ValueError, match="Authorization"):
+        LeanSession(
+            "http://x", {"Authorization": "Token k\r\nX: y"}, timeout_s=1, max_connections=1
+        )
