@@ -4,12 +4,15 @@ and the sandbox for the Mem0 calls themselves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import trustme
 
 from consumer.http import RawJson, TransportError
 from consumer.lean_http import LeanSession
@@ -261,3 +264,36 @@ def test_a_header_that_would_split_the_request_is_refused() -> None:
         LeanSession(
             "http://x", {"Authorization": "Token k\r\nX: y"}, timeout_s=1, max_connections=1
         )
+
+
+def test_tls_is_spoken_and_the_certificate_checked() -> None:
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(server_side)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while not reader.at_eof():
+                await read_request(reader)
+                writer.write(answer("200 OK", b"secret"))
+                await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_side)
+        base = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with server:
+            client = LeanSession(base, {}, timeout_s=5, max_connections=2, ssl_context=trusting)
+            assert (await client.request("GET", "/")).body == b"secret"
+            assert (await client.request("GET", "/")).body == b"secret"  # kept alive
+            await client.aclose()
+            # The system's certificate store does not know this CA: no answer is taken.
+            stranger = LeanSession(base, {}, timeout_s=5, max_connections=2)
+            with pytest.raises(TransportError):
+                await stranger.request("GET", "/")
+            await stranger.aclose()
+
+    asyncio.run(main())
