@@ -184,7 +184,10 @@ class MemoryStore:
         return True
 
     def delete_many(self, memory_ids: Iterable[str]) -> int:
-        return sum(self.delete(memory_id) for memory_id in memory_ids)
+        # Only the ids that exist need the index work; finding them is one C-level set
+        # intersection (a batch of ids already gone was a tenth of the sandbox's time).
+        present = self._memories.keys() & set(memory_ids)
+        return sum(self.delete(memory_id) for memory_id in present)
 
     # the view the filters need (see filters.Index)
 
