@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from consumer.http import RawJson, Reply, TransportError
+from consumer.slots import Slots
 
 __all__ = ["LeanSession"]
 
@@ -267,7 +268,7 @@ class LeanSession:
             if any(c in name + value for c in "\r\n\0") or not name.strip():
                 raise ValueError(f"header {name!r} holds a line break or is unnamed")
         self._head = "".join(f"{k}: {v}\r\n" for k, v in rendered.items()).encode("latin-1")
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = Slots(max_connections)
         self._idle: list[_Connection] = []
         self._closed = False
 

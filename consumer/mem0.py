@@ -42,6 +42,7 @@ from consumer.memory_ids import all_uuids
 from consumer.pacing import AdaptiveRate
 from consumer.planner import OSS, PLATFORM, Capabilities
 from consumer.retry import Verdict, classify, parse_retry_after
+from consumer.slots import Slots
 
 __all__ = [
     "AuthError",
@@ -150,7 +151,7 @@ class Mem0Client(ABC):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = Slots(max_concurrency)
         self._observe = observe or (lambda _op, _status, _seconds: None)
         # Slows every call down after a 429, so retries do not keep the server throttled.
         self.pace = pace if pace is not None else AdaptiveRate()
