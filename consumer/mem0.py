@@ -114,25 +114,26 @@ def make_http_client(
     timeout_s: float,
     max_connections: int,
     transport: httpx.AsyncBaseTransport | None = None,
+    kind: str = "auto",
 ) -> HttpSession:
     """The one pooled session: keep-alive connections sized to the call concurrency.
 
-    The lean client by default (consumer/lean_http.py: a third of aiohttp's CPU per call);
-    aiohttp when the environment sets a proxy for the URL; httpx when a transport is given.
+    `auto`: the lean client (consumer/lean_http.py: under half of aiohttp's CPU per call), or
+    aiohttp when the environment sets a proxy for the URL. `lean`, `aiohttp` and `httpx` force
+    one (MEM0_HTTP_CLIENT: an escape hatch should a network device disagree with the lean
+    one). A transport (a test's mock, HTTP/2) always means httpx.
     """
-    if transport is None and proxy_for(base_url) is None:
-        return LeanSession(base_url, headers, timeout_s=timeout_s, max_connections=max_connections)
-    if transport is None:
-        return AiohttpSession(
-            base_url, headers, timeout_s=timeout_s, max_connections=max_connections
+    if transport is not None or kind == "httpx":
+        return HttpxSession(
+            base_url,
+            headers,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            transport=transport,
         )
-    return HttpxSession(
-        base_url,
-        headers,
-        timeout_s=timeout_s,
-        max_connections=max_connections,
-        transport=transport,
-    )
+    if kind == "lean" or (kind == "auto" and proxy_for(base_url) is None):
+        return LeanSession(base_url, headers, timeout_s=timeout_s, max_connections=max_connections)
+    return AiohttpSession(base_url, headers, timeout_s=timeout_s, max_connections=max_connections)
 
 
 class Mem0Client(ABC):

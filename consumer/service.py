@@ -50,6 +50,7 @@ def make_mem0_client(
         timeout_s=settings.mem0_timeout_s,
         max_connections=settings.mem0_max_concurrency,
         transport=transport,
+        kind=settings.mem0_http_client,
     )
     return kind(http, max_concurrency=settings.mem0_max_concurrency, observe=observe)
 

@@ -56,6 +56,8 @@ Backend = Literal["platform", "oss"]
 MASK = "********"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
+# The Mem0 calls' HTTP client: auto is the lean one, or aiohttp when a proxy is set.
+HTTP_CLIENTS = ("auto", "lean", "aiohttp", "httpx")
 KAFKA_PROPERTY_FLAG = "--kafka-property"
 CONFIG_ENV = "DELETION_CONSUMER_CONFIG"
 
@@ -129,6 +131,7 @@ class Settings:
     # 32 held the burst near 1.5k events/s, 64 took it to 2.7k (bench/e2e.py); 429s still
     # slow it down through the adaptive pacing, whatever this is.
     mem0_max_concurrency: int = 64
+    mem0_http_client: str = "auto"
     mem0_batch_size: int = 1000
     mem0_timeout_s: float = 30.0
     mem0_job_poll_interval_ms: int = 100
@@ -286,6 +289,9 @@ _OPTIONS = (
     _Option("FLUSH_MAX_BYTES", "flush_max_bytes", "message bytes per flush at most"),
     _Option("FLUSH_MAX_WAIT_MS", "flush_max_wait_ms", "longest wait before a flush"),
     _Option("MEM0_MAX_CONCURRENCY", "mem0_max_concurrency", "Mem0 calls in flight at most"),
+    _Option("MEM0_HTTP_CLIENT", "mem0_http_client",
+            "HTTP client of the Mem0 calls: auto (lean, or aiohttp behind a proxy), lean, "
+            "aiohttp or httpx"),
     _Option("MEM0_BATCH_SIZE", "mem0_batch_size", "memory ids per batch delete, 1..1000"),
     _Option("MEM0_TIMEOUT_S", "mem0_timeout_s", "timeout of one Mem0 call, seconds"),
     _Option("MEM0_JOB_POLL_INTERVAL_MS", "mem0_job_poll_interval_ms",
@@ -621,6 +627,7 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
         ),
         log_level=src.value("LOG_LEVEL", _log_level, d.log_level),
         log_format=src.value("LOG_FORMAT", _choice(LOG_FORMATS), d.log_format),
+        mem0_http_client=src.value("MEM0_HTTP_CLIENT", _choice(HTTP_CLIENTS), d.mem0_http_client),
         log_ids_in_clear=src.value("LOG_IDS_IN_CLEAR", _bool, d.log_ids_in_clear),
         log_hash_key=src.secret("LOG_HASH_KEY"),
         kafka_properties=MappingProxyType(_kafka_properties(src)),

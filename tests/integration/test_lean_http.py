@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trustme
 
-from consumer.http import RawJson, TransportError
+from consumer.http import AiohttpSession, HttpxSession, RawJson, TransportError
 from consumer.lean_http import LeanSession
 from consumer.mem0 import make_http_client
 from consumer.sandbox import Sandbox
@@ -256,7 +256,42 @@ def test_a_proxy_in_the_environment_keeps_aiohttp(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     http = make_http_client("https://api.mem0.ai", {}, timeout_s=5, max_connections=2)
-    assert not isinstance(http, LeanSession)
+    assert isinstance(http, AiohttpSession)
+    forced = make_http_client(
+        "https://api.mem0.ai", {}, timeout_s=5, max_connections=2, kind="lean"
+    )
+    assert isinstance(forced, LeanSession)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("auto", LeanSession),
+        ("lean", LeanSession),
+        ("aiohttp", AiohttpSession),
+        ("httpx", HttpxSession),
+    ],
+)
+def test_each_client_kind_deletes_through_the_sandbox(
+    sandbox: Sandbox, kind: str, expected: type
+) -> None:
+    [memory_id] = sandbox.add_memories([{"user_id": "alice", "memory": "likes tea"}])
+
+    async def main() -> int:
+        http = make_http_client(
+            sandbox.url,
+            {"Authorization": "Token sandbox-key"},
+            timeout_s=5,
+            max_connections=2,
+            kind=kind,
+        )
+        assert isinstance(http, expected)
+        reply = await http.request("DELETE", f"/v1/memories/{memory_id}/")
+        await http.aclose()
+        return reply.status
+
+    assert asyncio.run(main()) == 200
+    assert sandbox.memories() == []
 
 
 def test_a_header_that_would_split_the_request_is_refused() -> None:

@@ -96,8 +96,10 @@ def test_typed_values_parse() -> None:
             "LOG_LEVEL": "debug",
             "LOG_FORMAT": "TEXT",
             "LOG_IDS_IN_CLEAR": "yes",
+            "MEM0_HTTP_CLIENT": "AIOHTTP",
         }
     )
+    assert s.mem0_http_client == "aiohttp"
     assert s.mem0_backend == "oss"
     assert s.mem0_base_url == "http://mem0:8000"
     assert s.schema_registry_url == "http://registry:8081"
@@ -426,6 +428,10 @@ def test_describe_and_repr_mask_secrets() -> None:
             "LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, got 'TRACE'",
         ),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: must be one of json, text, got 'xml'"),
+        (
+            {"MEM0_HTTP_CLIENT": "curl"},
+            "MEM0_HTTP_CLIENT: must be one of auto, lean, aiohttp, httpx, got 'curl'",
+        ),
         (
             {"LOG_IDS_IN_CLEAR": "maybe"},
             "LOG_IDS_IN_CLEAR: must be true or false (or 1/0, yes/no), got 'maybe'",
