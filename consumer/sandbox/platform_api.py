@@ -7,11 +7,10 @@ since Mem0 documents that such filters are "not guaranteed to AND them together"
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 from urllib.parse import urlencode
 
-from consumer.sandbox.faults import canonical_id
+from consumer.sandbox.faults import all_canonical, canonical_id
 from consumer.sandbox.filters import FilterError, parse_filters
 from consumer.sandbox.http import Request, Response
 from consumer.sandbox.records import ENTITY_KEYS
@@ -33,8 +32,6 @@ BATCH_LIMIT = 1000
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 200
 
-_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_CANONICAL_LINES = re.compile(f"{_UUID}(?:\n{_UUID})*")
 _INVALID_UUID = Response(400, {"error": "memory_id should be a valid UUID"})
 _NOT_FOUND = Response(404, {"error": "Memory not found!"})
 _BAD_JSON = Response(400, {"detail": "JSON parse error"})
@@ -88,8 +85,7 @@ def batch_delete(call: Call) -> Response:
         )
     raws = [entry.get("memory_id") if isinstance(entry, dict) else None for entry in entries]
     ids = [raw for raw in raws if type(raw) is str]
-    # Nearly always every id is canonical already: one regex over them all, not one per id.
-    if len(ids) != len(raws) or not _CANONICAL_LINES.fullmatch("\n".join(ids)):
+    if len(ids) != len(raws) or not all_canonical(ids):
         ids = []
         for raw in raws:
             memory_id = canonical_id(raw) if isinstance(raw, str) else None
