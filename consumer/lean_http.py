@@ -62,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self._chunked = False
         self._encoding = ""
         self._chunks: list[bytes] = []
+        self._chunked_size = 0
         self.lost = False
         self.answered = False  # any byte received since the last request was sent
 
@@ -105,6 +106,7 @@ class _Connection(asyncio.Protocol):
         self._chunked = False
         self._encoding = ""
         self._chunks = []
+        self._chunked_size = 0
         self.answered = False
         if self._buffer:  # bytes nobody asked for: the connection is out of step
             self._fail(TransportError("UnexpectedData"))
@@ -174,6 +176,8 @@ class _Connection(asyncio.Protocol):
         if self._chunked:
             self._length = None
         elif length is not None:
+            if length > _MAX_BODY:
+                raise TransportError("BodyTooLong")
             self._length = length
         elif status in {204, 304}:
             self._length = 0
@@ -206,6 +210,9 @@ class _Connection(asyncio.Protocol):
                 return
             start = line_end + 2
             self._chunks.append(bytes(buffer[start : start + size]))
+            self._chunked_size += size
+            if self._chunked_size > _MAX_BODY:
+                raise TransportError("BodyTooLong")
             if buffer[start + size : start + size + 2] != b"\r\n":
                 raise TransportError("BadChunk")
             del buffer[: start + size + 2]

@@ -180,6 +180,22 @@ def test_broken_answers_are_transport_errors(wire: bytes) -> None:
     with_server(script, test)
 
 
+def test_a_body_larger_than_any_mem0_answer_is_refused_at_once() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nabcd")
+        await writer.drain()
+        await reader.read()  # and keeps the connection open
+
+    async def test(base: str, _connections: list[int]) -> None:
+        client = session(base, timeout_s=30)
+        with pytest.raises(TransportError, match="BodyTooLong"):
+            await asyncio.wait_for(client.request("GET", "/"), 5)
+        await client.aclose()
+
+    with_server(script, test)
+
+
 def test_a_kept_alive_connection_the_server_dropped_is_replaced_not_reported() -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
