@@ -7,13 +7,16 @@ it returns an event (so the shortcut is actually taken); for anything else it ma
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from consumer import event_reader
 from consumer.codec import DecodeError, Decoder, SchemaStore, _Plan, encode_record
-from consumer.event_reader import CANONICAL, read_event
+from consumer.event_reader import CANONICAL, scan_py
 from consumer.events import REASONS, DeletionEvent
 
 STORE = SchemaStore.from_directory()
@@ -28,6 +31,42 @@ def general(body: bytes) -> DeletionEvent | None:
         return DECODER._read(GENERAL, body, 0)
     except DecodeError:
         return None
+
+
+try:
+    from consumer._scan import scan as compiled_scan
+except ImportError:  # installed without a C compiler: only the Python scan is tested here
+    compiled_scan = None
+
+SCANS = [scan_py] + ([compiled_scan] if compiled_scan is not None else [])
+
+
+def read_with(scan: Any, body: bytes, start: int) -> DeletionEvent | None:
+    """read_event, with the given scan in place of the one the module picked."""
+    saved = event_reader.scan
+    event_reader.scan = scan
+    try:
+        return event_reader.read_event(body, start)
+    finally:
+        event_reader.scan = saved
+
+
+def read_both(body: bytes, start: int = 0) -> DeletionEvent | None:
+    """What every scan makes of the body; they must agree (both None, or equal events)."""
+    answers = [read_with(scan, body, start) for scan in SCANS]
+    first = answers[0]
+    for other in answers[1:]:
+        assert (first is None) == (other is None), "the scans disagree on stepping aside"
+        assert first is None or other is None or same(first, other)
+    return first
+
+
+def test_the_compiled_scan_is_built_where_ci_runs() -> None:
+    # CI machines have a C compiler: a build that silently fell back would go unnoticed.
+    if compiled_scan is None and not os.environ.get("CI"):
+        pytest.skip("consumer._scan was not built (no C compiler at install time)")
+    assert compiled_scan is not None
+    assert event_reader.COMPILED and event_reader.scan is compiled_scan
 
 
 def same(a: DeletionEvent, b: DeletionEvent) -> bool:
@@ -112,7 +151,7 @@ def encode(record: dict[str, Any]) -> bytes:
 @settings(max_examples=400)
 def test_every_valid_body_is_read_as_the_general_path_reads_it(record: dict[str, Any]) -> None:
     body = encode(record)
-    fast = read_event(body, 0)
+    fast = read_both(body)
     slow = general(body)
     assert fast is not None and slow is not None
     assert same(fast, slow)
@@ -121,7 +160,7 @@ def test_every_valid_body_is_read_as_the_general_path_reads_it(record: dict[str,
 @given(RECORDS)
 def test_the_body_may_start_after_a_header(record: dict[str, Any]) -> None:
     body = encode(record)
-    fast = read_event(b"\xc3\x01" + READER.fingerprint + body, 10)
+    fast = read_both(b"\xc3\x01" + READER.fingerprint + body, 10)
     slow = general(body)
     assert fast is not None and slow is not None and same(fast, slow)
 
@@ -135,7 +174,7 @@ def test_a_ten_byte_long_steps_aside_and_the_decoder_still_reads_it() -> None:
         "payload": ("memory.deletion.UserDeleted", {"user_id": "alice"}),
     }
     body = encode(record)
-    assert read_event(body, 0) is None
+    assert read_both(body) is None
     event = DECODER.decode(b"\xc3\x01" + READER.fingerprint + body)
     assert event.occurred_at_ms == 2**62
 
@@ -168,8 +207,41 @@ MUTATED = st.composite(_mutated)()
 @example(b"\x02a\x02\x02s\x00\x00\x02u\x00")  # a trailing byte
 @example(b"\x02a\x02\x02s\x00\x00\x02\xff")  # bad UTF-8
 def test_on_any_bytes_it_agrees_or_steps_aside(body: bytes) -> None:
-    fast = read_event(body, 0)
+    fast = read_both(body)
     if fast is not None:
         slow = general(body)
         assert slow is not None, "the shortcut accepted what the general path refuses"
         assert same(fast, slow)
+
+
+@pytest.mark.parametrize("scan", SCANS, ids=lambda f: f.__module__)
+def test_a_start_outside_the_bytes_steps_aside(scan: Any) -> None:
+    body = encode(
+        {
+            "event_id": "e",
+            "occurred_at": 1,
+            "source": "s",
+            "reason": "GDPR",
+            "payload": ("memory.deletion.UserDeleted", {"user_id": "alice"}),
+        }
+    )
+    assert scan(body, 0) is not None
+    assert scan(body, len(body)) is None
+    assert scan(body, len(body) + 5) is None
+    assert scan(body, -1) is None
+
+
+@given(st.lists(st.sampled_from(["a", "b", " c", "d ", "", "é", "x" * 70]), max_size=40))
+def test_memory_ids_come_clean_from_either_scan(ids: list[str]) -> None:
+    # The compiled scan hands clean id lists over as tuples, to skip the Python clean-up: any
+    # blank, padded, non-ASCII-ended or repeated id must still be cleaned.
+    record = {
+        "event_id": "e",
+        "occurred_at": 1,
+        "source": "s",
+        "reason": "GDPR",
+        "payload": ("memory.deletion.MemoriesDeleted", {"memory_ids": ids, "user_id": None}),
+    }
+    event = read_both(encode(record))
+    assert event is not None
+    assert event.memory_ids == tuple(dict.fromkeys(i.strip() for i in ids if i.strip()))
