@@ -3,8 +3,8 @@
 Records are gathered into flushes (by count, bytes or wait, whichever comes first); each flush is
 decoded, planned and carried out as its own task, so the loop keeps polling while calls are in
 flight. An offset is committed only once its event, and every earlier one of its partition, is
-done or dead-lettered. Under backpressure (too many events in flight, or the downstream halted)
-the partitions are paused and polling goes on, so the group membership holds.
+done or dead-lettered. Under backpressure (too many events or operations in flight, or the
+downstream halted) the partitions are paused and polling goes on, so the group membership holds.
 
 confluent-kafka's consumer is not thread-safe and its calls block, so every consumer call runs
 on one dedicated thread. Rebalance callbacks fire on that thread, inside `consume`; they hand
@@ -25,11 +25,11 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumer.codec import Decoder
 from consumer.executor import Downstream, DownstreamState, Executor
-from consumer.flush import DeadLetterSink, Flush, Record
+from consumer.flush import DeadLetterSink, Flush, Load, Record
 from consumer.guard import DlqGuard
 from consumer.mem0 import Mem0Client
 from consumer.metrics import Metrics
-from consumer.offsets import OffsetTracker
+from consumer.offsets import OffsetTracker, PartitionOffsets
 from consumer.producer import AsyncProducer
 from consumer.progress import ProgressLog
 from consumer.receipt_sink import ReceiptSink
@@ -44,10 +44,16 @@ TP = tuple[str, int]
 # How long a revoke may wait for in-flight work of the partitions it takes away; what does not
 # finish by then is dropped, and the new owner redoes it.
 _REVOKE_BUDGET_S = 5.0
-# Resume paused partitions once a full flush fits again, or at the latest once in-flight events
-# fall below this share of the limit: a flush is then taken in while the others still run,
-# where waiting for half the budget made the work go in waves.
+# Once the in-flight budget is spent, take more in when a full flush fits again, or at the
+# latest once in-flight events and operations fall below this share of their limits: a flush is
+# then taken in while the others still run, where waiting for half the budget made the work go
+# in waves.
 _RESUME_SHARE = 0.5
+# A spent budget first only holds consuming off: librdkafka keeps its prefetched messages. Only
+# if it lasts this long are the partitions paused (which drops them, and a resume fetches them
+# again: ~0.2 s each time, the id clean-up's main idle at every cycle), so that polling goes on
+# to serve rebalances.
+_HOLD_BEFORE_PAUSE_S = 2.0
 _DLQ_RETRY_CAP_S = 30.0
 
 
@@ -90,9 +96,11 @@ class ConsumerApp:
         self._buffer_started = 0.0
         self._assignment: set[TP] = set()
         self._paused: set[TP] = set()
+        self._holding_since: float | None = None  # when the in-flight budget was spent
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
-        self._progress = asyncio.Event()
+        self._progress = asyncio.Event()  # set whenever work finishes: room may have freed
+        self._load = Load(eased=self._progress.set)  # the Mem0 work behind the events in flight
         self._decode_turn = asyncio.Lock()  # flushes decode one at a time (see Flush.run)
         self._summaries = ProgressLog()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,16 +158,17 @@ class ConsumerApp:
                 cap = max(1, min(settings.flush_max_events, self._room()))
                 room = max(1, cap - len(self._buffer))
                 timeout = max(0.0, min(wait, 0.5))
-                if self._paused:
-                    # Paused partitions bring nothing: a blocking poll would only hide the
-                    # moment work finishes and room frees. Wait for that instead, then poll
-                    # without blocking (it still serves rebalances and keeps the membership).
+                if self._paused or self._holding_since is not None:
+                    # Paused partitions bring nothing, and a spent budget takes nothing: a
+                    # blocking poll would only hide the moment work finishes and room frees.
+                    # Wait for that instead.
                     self._progress.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._progress.wait(), timeout)
                     timeout = 0.0
-                messages = await self._on_kafka(self._consumer.consume, room, timeout)
-                self._take(messages)
+                if self._holding_since is None or self._paused:
+                    # Paused, the poll does not block and still serves rebalances.
+                    self._take(await self._on_kafka(self._consumer.consume, room, timeout))
                 now = self._clock()
                 if self._buffer and (
                     len(self._buffer) >= cap
@@ -181,26 +190,43 @@ class ConsumerApp:
         return await loop.run_in_executor(self._kafka, lambda: call(*args, **kwargs))
 
     def _take(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        # Per message only what must be: a poll brings thousands, mostly in runs of one
+        # partition, so the partition's state is looked up once per run.
+        buffer, assignment, tracker = self._buffer, self._assignment, self._tracker
+        if not buffer:
+            self._buffer_started = self._clock()
+        guard = self._dead_letters.guard
+        first = ordinal = guard.consumed
+        size = 0
+        run: TP | None = None  # the partition of the run, set at its first message
+        state, epoch = PartitionOffsets(), 0
         for message in messages:
             error = message.error()
             if error is not None:
                 log.warning("consumer error: %s", error.str(), extra={"code": error.code()})
                 continue
             tp = (message.topic(), message.partition())
-            if tp not in self._assignment:
-                continue  # revoked while this batch was being fetched
-            offset = message.offset() or 0
-            epoch = self._tracker.add(tp, offset)
-            if not self._buffer:
-                self._buffer_started = self._clock()
-            ordinal = self._dead_letters.guard.consume(1)
-            self._buffer.append(Record(message, tp, offset, epoch, ordinal))
+            if tp != run:
+                if tp not in assignment:
+                    continue  # revoked while this batch was being fetched
+                state, epoch = tracker.track(tp)
+                run = tp
+            offset = message.offset() or 0  # None only on errors
+            state.add(offset)
+            buffer.append(Record(message, run, offset, epoch, ordinal))
+            ordinal += 1
             value = message.value()
-            self._buffer_bytes += len(value) if value else 0
+            if value:
+                size += len(value)
+        guard.consume(ordinal - first)
+        self._buffer_bytes += size
 
     def _dispatch(self) -> None:
         records, self._buffer, self._buffer_bytes = self._buffer, [], 0
         self._in_flight += len(records)
+        self._load.unplanned += len(records)
         self._metrics.in_flight_events.set(self._in_flight)
         assert self._executor is not None
         flush = Flush(
@@ -214,6 +240,7 @@ class ConsumerApp:
             report=self._summaries.flush_done,
             receipts=self._receipts,
             turn=self._decode_turn,
+            load=self._load,
         )
         task = asyncio.get_running_loop().create_task(flush.run())
         self._tasks.add(task)
@@ -227,26 +254,46 @@ class ConsumerApp:
             log.error("flush failed; its offsets stay uncommitted", exc_info=task.exception())
 
     def _room(self) -> int:
-        """Events that may still be taken in before the in-flight budget is spent."""
-        return self._settings.max_in_flight_events - self._in_flight - len(self._buffer)
+        """Events that may still be taken in before either in-flight budget is spent.
+
+        Buffered events weigh one operation each, as unplanned ones do (see `Load`).
+        """
+        settings, buffered = self._settings, len(self._buffer)
+        return min(
+            settings.max_in_flight_events - self._in_flight - buffered,
+            settings.max_in_flight_operations - self._load.work - buffered,
+        )
+
+    def _room_again(self) -> bool:
+        """Whether, after the budget was spent, enough has finished to take more in."""
+        settings = self._settings
+        return self._room() >= settings.flush_max_events or (
+            self._in_flight < settings.max_in_flight_events * _RESUME_SHARE
+            and self._load.work < settings.max_in_flight_operations * _RESUME_SHARE
+        )
 
     async def _apply_backpressure(self) -> None:
-        limit = self._settings.max_in_flight_events
+        now = self._clock()
+        if self._holding_since is None:
+            if self._room() <= 0:
+                self._holding_since = now
+        elif self._room_again():
+            self._holding_since = None
         # While Mem0 is not answering well, or dead letters are held, more events would only
         # pile up in memory: they wait in Kafka instead.
         struggling = self._dead_letters.held or (
             self._downstream is not None and self._downstream.struggling()
         )
-        if self._room() <= 0 or (struggling and self._in_flight > 0):
+        held_long = (
+            self._holding_since is not None and now - self._holding_since >= _HOLD_BEFORE_PAUSE_S
+        )
+        if held_long or (struggling and self._in_flight > 0):
             to_pause = self._assignment - self._paused
             if to_pause:
                 await self._on_kafka(self._consumer.pause, _partitions(to_pause))
                 self._paused |= to_pause
                 self._metrics.partitions_paused.set(len(self._paused))
-        elif self._paused and (
-            self._room() >= self._settings.flush_max_events
-            or self._in_flight < limit * _RESUME_SHARE
-        ):
+        elif self._paused and self._holding_since is None and self._room_again():
             to_resume = self._paused & self._assignment
             if to_resume:
                 await self._on_kafka(self._consumer.resume, _partitions(to_resume))

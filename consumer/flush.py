@@ -23,7 +23,7 @@ from consumer.events import DeletionEvent
 from consumer.executor import Executor, Failure
 from consumer.guard import DlqGuard
 from consumer.metrics import Metrics, observe_many
-from consumer.planner import Capabilities, Operation, Ref, Rejection, plan
+from consumer.planner import Capabilities, Operation, Plan, Ref, Rejection, plan
 from consumer.producer import AsyncProducer, DeliveryError
 from consumer.progress import FlushSummary
 from consumer.receipt_sink import ReceiptSink
@@ -38,7 +38,7 @@ from consumer.receipts import (
 )
 from consumer.registry import RegistryError
 
-__all__ = ["DeadLetterSink", "Flush", "Record"]
+__all__ = ["DeadLetterSink", "Flush", "Load", "Record"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,35 @@ class Record:
     offset: int
     epoch: int
     ordinal: int = 0  # its place in consumption order (for the dead-letter guard)
+
+
+@dataclass(slots=True)
+class Load:
+    """Mem0 work taken in and not yet done, for the app's back-pressure.
+
+    An event weighs one operation until its flush is planned (user deletions plan about one
+    each, which bounds them; ids fold up to a thousand into one), then the plan's operations
+    count as they are until each finishes.
+    """
+
+    unplanned: int = 0  # events handed to a flush that has not planned yet
+    operations: int = 0  # operations planned and not finished
+    eased: Callable[[], None] | None = None  # told when a plan or an operation is done
+
+    def planned(self, events: int, operations: int) -> None:
+        self.unplanned -= events
+        self.operations += operations
+        if self.eased is not None:
+            self.eased()
+
+    def finished(self) -> None:
+        self.operations -= 1
+        if self.eased is not None:
+            self.eased()
+
+    @property
+    def work(self) -> int:
+        return self.unplanned + self.operations
 
 
 class DeadLetterSink:
@@ -157,8 +186,10 @@ class Flush:
         report: Callable[[FlushSummary], None] | None = None,
         receipts: ReceiptSink | None = None,
         turn: asyncio.Lock | None = None,
+        load: Load | None = None,
     ) -> None:
         self._records = records
+        self._load = load if load is not None else Load(unplanned=len(records))
         self._turn = turn if turn is not None else asyncio.Lock()
         self._decoder = decoder
         self._caps = caps
@@ -185,19 +216,13 @@ class Flush:
         # consumer alternated between busy decoding and idle waiting. In turn, the first one's
         # calls are in flight while the next one decodes.
         async with self._turn:
-            for index, record in enumerate(self._records):
-                if index % _DECODE_SLICE == _DECODE_SLICE - 1:
-                    # Decoding never waits; let the replies of other flushes in meanwhile.
-                    await asyncio.sleep(0)
-                try:
-                    event = await self._decode(record.message.value())
-                except DecodeError as exc:
-                    letter = self._dead_letters.letter(record, exc.reason, str(exc), None)
-                    chores.append(asyncio.ensure_future(self._dead(record, letter, "unknown")))
-                    continue
-                self._events.append(event)
-                self._owners.append(record)
-            planned = plan(self._events, self._caps)
+            try:
+                planned = await self._decode_and_plan(chores)
+            except BaseException:
+                self._load.planned(len(self._records), 0)
+                raise
+            self._load.planned(len(self._records), len(planned.operations))
+
         self._metrics.observe_flush(len(self._records), len(planned.operations))
         self._summary.operations = len(planned.operations)
         for operation in planned.operations:
@@ -216,18 +241,42 @@ class Flush:
             self._summary.seconds = time.monotonic() - started
             self._report(self._summary)
 
-    async def _decode(self, value: bytes | None) -> DeletionEvent:
-        """Decode, waiting out a registry that cannot be reached or refuses our credentials:
-        neither is a reason to dead-letter a good event."""
+    async def _decode_and_plan(self, chores: list[asyncio.Future[None]]) -> Plan:
+        """Decode every record (bad ones to the DLQ, as chores) and plan the good ones."""
+        records, decode = self._records, self._decoder.decode
+        events, owners = self._events, self._owners
+        for first in range(0, len(records), _DECODE_SLICE):
+            if first:
+                # Decoding never waits; let the replies of other flushes in meanwhile.
+                await asyncio.sleep(0)
+            for record in records[first : first + _DECODE_SLICE]:
+                value = record.message.value()
+                try:
+                    try:
+                        event = decode(value)
+                    except RegistryError as exc:  # rare: only then wait and retry
+                        event = await self._decode_patiently(value, exc)
+                except DecodeError as exc:
+                    letter = self._dead_letters.letter(record, exc.reason, str(exc), None)
+                    chores.append(asyncio.ensure_future(self._dead(record, letter, "unknown")))
+                    continue
+                events.append(event)
+                owners.append(record)
+        return plan(events, self._caps)
+
+    async def _decode_patiently(self, value: bytes | None, error: RegistryError) -> DeletionEvent:
+        """Decode after `error`, waiting out a registry that cannot be reached or refuses our
+        credentials: neither is a reason to dead-letter a good event."""
         delay = 0.5
         while True:
+            level = logging.WARNING if error.retriable else logging.ERROR
+            log.log(level, "schema registry failed, retrying in %.1fs: %s", delay, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_CAP_S)
             try:
                 return self._decoder.decode(value)
             except RegistryError as exc:
-                level = logging.WARNING if exc.retriable else logging.ERROR
-                log.log(level, "schema registry failed, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_CAP_S)
+                error = exc
 
     async def _carry_out(self, operation: Operation) -> None:
         self._metrics.in_flight_operations.inc()
@@ -235,6 +284,7 @@ class Flush:
             outcome = await self._executor.run(operation)
         finally:
             self._metrics.in_flight_operations.dec()
+            self._load.finished()
         if self._receipts is not None:
             done = operation_report(
                 operation,

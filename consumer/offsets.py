@@ -80,10 +80,16 @@ class OffsetTracker(Generic[P]):
 
     def add(self, partition: P, offset: int) -> int:
         """Track a consumed offset; returns the epoch to pass to `mark_done`."""
+        state, epoch = self.track(partition)
+        state.add(offset)
+        return epoch
+
+    def track(self, partition: P) -> tuple[PartitionOffsets, int]:
+        """Where to `add` a run of a partition's offsets, and the epoch to pass to `mark_done`
+        for them (for callers adding many: one lookup per run instead of one per offset)."""
         if partition not in self.partitions:
             self.assign((partition,))
-        self.partitions[partition].add(offset)
-        return self.epochs[partition]
+        return self.partitions[partition], self.epochs[partition]
 
     def mark_done(self, partition: P, offset: int, epoch: int) -> None:
         state = self.partitions.get(partition)

@@ -142,7 +142,11 @@ class Settings:
     retry_cap_s: float = 30.0
     retry_after_cap_s: float = 300.0
     retry_max_duration_s: float = 0.0  # 0: retry for ever
-    max_in_flight_events: int = 20_000
+    # Events bound the memory of what is in flight (messages, events: ~1 KB each); operations
+    # bound the Mem0 work queued behind them (a task and its state each, ~8 KB, and the time a
+    # revoke waits). User deletions plan ~1 operation per event, ids a thousand to one.
+    max_in_flight_events: int = 100_000
+    max_in_flight_operations: int = 20_000
     commit_interval_ms: int = 1000
     shutdown_timeout_s: float = 30.0
     mem0_probe_interval_s: float = 15.0
@@ -311,6 +315,8 @@ _OPTIONS = (
             "give up (DLQ retries_exhausted) after this long, seconds; 0: never"),
     _Option("MAX_IN_FLIGHT_EVENTS", "max_in_flight_events",
             "uncommitted events before partitions pause"),
+    _Option("MAX_IN_FLIGHT_OPERATIONS", "max_in_flight_operations",
+            "Mem0 operations planned or queued before partitions pause"),
     _Option("COMMIT_INTERVAL_MS", "commit_interval_ms", "interval between offset commits"),
     _Option("SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", "drain time on SIGTERM, seconds"),
     _Option("MEM0_PROBE_INTERVAL_S", "mem0_probe_interval_s",
@@ -610,6 +616,9 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
         ),
         max_in_flight_events=src.value(
             "MAX_IN_FLIGHT_EVENTS", _integer(1, 10_000_000), d.max_in_flight_events
+        ),
+        max_in_flight_operations=src.value(
+            "MAX_IN_FLIGHT_OPERATIONS", _integer(1, 10_000_000), d.max_in_flight_operations
         ),
         commit_interval_ms=src.value(
             "COMMIT_INTERVAL_MS", _integer(0, 600_000), d.commit_interval_ms

@@ -222,3 +222,72 @@ def test_the_dlq_guard_stops_a_bad_deploy_from_emptying_the_topic(
     # Half of the last hundred consumed, at most, went to the DLQ before it stopped.
     assert written <= 50 + 100
     assert len(read_all(kafka, topics.dlq, expected=int(written), idle_s=0.5)) == written
+
+
+def watch_until_committed(
+    consumer: RunningConsumer, kafka: str, topics: Topics, ends: dict[tuple[str, int], int]
+) -> dict[str, float]:
+    """The peaks of the back-pressure gauges, sampled until every offset is committed."""
+    names = ("in_flight_operations", "in_flight_events", "partitions_paused")
+    peaks = dict.fromkeys(names, 0.0)
+    deadline = time.monotonic() + 60
+    while True:
+        for name in names:
+            peaks[name] = max(peaks[name], consumer.metric(f"mem0_deletion_{name}"))
+        committed = committed_positions(kafka, topics.group, ends)
+        if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
+            return peaks
+        assert time.monotonic() < deadline, "not committed in 60 s"
+
+
+def test_the_operations_budget_bounds_the_mem0_work_queued(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    # Plenty of room for events, little for operations: user deletions plan one each, so the
+    # operations budget is what holds them back.
+    users = 120
+    seed(sandbox, [{"user_id": f"b{n}", "memory": "x"} for n in range(users)])
+    sandbox.set_faults(latency_ms=15)
+    ends = publish(
+        kafka,
+        topics.input,
+        encoded([event(EventType.USER_DELETED, user_id=f"b{n}") for n in range(users)]),
+    )
+    settings = make_settings(
+        kafka,
+        sandbox.url,
+        topics,
+        MEM0_MAX_CONCURRENCY="4",
+        MAX_IN_FLIGHT_EVENTS="10000",
+        MAX_IN_FLIGHT_OPERATIONS="8",
+    )
+    with RunningConsumer(settings) as consumer:
+        peaks = watch_until_committed(consumer, kafka, topics, ends)
+    assert remaining_ids(sandbox) == set()
+    assert 0 < peaks["in_flight_operations"] <= 8
+    # An event weighs an operation until planned: the events in flight stay near the budget.
+    assert peaks["in_flight_events"] <= 16
+
+
+def test_a_budget_spent_for_long_pauses_the_partitions_then_resumes(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    # A spent budget first only holds consuming off (librdkafka keeps what it fetched); past
+    # a couple of seconds the partitions pause, so that polling serves rebalances meanwhile.
+    users = 4
+    seed(sandbox, [{"user_id": f"p{n}", "memory": "x"} for n in range(users)])
+    sandbox.set_faults(job_delay_ms=2500)  # each delete job runs for 2.5 s: a long hold
+    ends = publish(
+        kafka,
+        topics.input,
+        encoded([event(EventType.USER_DELETED, user_id=f"p{n}") for n in range(users)]),
+    )
+    settings = make_settings(
+        kafka, sandbox.url, topics, MAX_IN_FLIGHT_EVENTS="2", MEM0_JOB_POLL_INTERVAL_MS="200"
+    )
+    with RunningConsumer(settings) as consumer:
+        peaks = watch_until_committed(consumer, kafka, topics, ends)
+        assert consumer.metric("mem0_deletion_partitions_paused") == 0
+    assert remaining_ids(sandbox) == set()
+    assert peaks["partitions_paused"] >= 1
+    assert peaks["in_flight_events"] <= 2

@@ -65,11 +65,8 @@ def test_defaults_follow_the_contract() -> None:
     assert s.mem0_job_poll_interval_ms == 100
     assert (s.retry_base_ms, s.retry_cap_s, s.retry_after_cap_s) == (200, 30.0, 300.0)
     assert s.retry_max_duration_s == 0
-    assert (s.max_in_flight_events, s.commit_interval_ms, s.shutdown_timeout_s) == (
-        20000,
-        1000,
-        30.0,
-    )
+    assert (s.max_in_flight_events, s.max_in_flight_operations) == (100_000, 20_000)
+    assert (s.commit_interval_ms, s.shutdown_timeout_s) == (1000, 30.0)
     assert (s.log_level, s.log_format, s.log_ids_in_clear) == ("INFO", "json", False)
     assert not s.log_hash_key
     assert dict(s.kafka_properties) == {}
