@@ -58,6 +58,7 @@ class Result:
     peak_rss_mb: float
     cpu_s: float
     # Busy share of one core during the drain (first call to last commit), from /proc.
+    consumer_busy: float
     sandbox_busy: float
     broker_busy: float
 
@@ -171,6 +172,28 @@ def cpu_seconds(pid: int | None) -> float:
     return proc_figures(pid)[1] if pid is not None else 0.0
 
 
+_GAUGES = ("in_flight_events", "in_flight_operations", "partitions_paused")
+
+
+def print_gauges(metrics_port: int, started: float, pid: int, committed: dict[Any, int]) -> None:
+    """One line of --timeline: where the pipeline stands (why the consumer may be idle)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return
+    values = {
+        sample.name.removeprefix("mem0_deletion_"): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    gauges = "  ".join(f"{name} {values.get(name, 0):>7.0f}" for name in _GAUGES)
+    print(
+        f"  t {time.monotonic() - started:6.2f} s  cpu {cpu_seconds(pid):6.2f} s  "
+        f"committed {sum(committed.values()):>8}  {gauges}",
+        flush=True,
+    )
+
+
 def run_workload(
     name: str,
     events: list[DeletionEvent],
@@ -216,20 +239,22 @@ def run_workload(
             stdout=subprocess.DEVNULL,
         )
     first_call = None
-    cpu_at_first_call = [0.0, 0.0]
+    cpu_at_first_call = [0.0, 0.0, 0.0]
     try:
         while True:
             time.sleep(0.25)
             if first_call is None and stats(sandbox_port)["calls_by_operation"]:
                 first_call = time.monotonic()
-                cpu_at_first_call = [cpu_seconds(pid) for pid in pids]
+                cpu_at_first_call = [cpu_seconds(pid) for pid in (*pids, consumer.pid)]
             committed = committed_positions(bootstrap, group, ends)
+            if args.timeline:
+                print_gauges(metrics_port, started, consumer.pid, committed)
             if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
                 break
             if consumer.poll() is not None:
                 raise RuntimeError(f"the consumer exited with {consumer.returncode}")
         done = time.monotonic()
-        cpu_at_done = [cpu_seconds(pid) for pid in pids]
+        cpu_at_done = [cpu_seconds(pid) for pid in (*pids, consumer.pid)]
         peak_mb, cpu_s = proc_figures(consumer.pid)
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     finally:
@@ -251,6 +276,7 @@ def run_workload(
         p99_s=quantile(families, erasure, 0.99),
         peak_rss_mb=peak_mb,
         cpu_s=cpu_s,
+        consumer_busy=(cpu_at_done[2] - cpu_at_first_call[2]) / (done - (first_call or started)),
         sandbox_busy=(cpu_at_done[0] - cpu_at_first_call[0]) / (done - (first_call or started)),
         broker_busy=(cpu_at_done[1] - cpu_at_first_call[1]) / (done - (first_call or started)),
     )
@@ -336,6 +362,11 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the consumer")
     parser.add_argument("--profile", metavar="DIR", help="sample the consumer with py-spy into DIR")
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print the consumer's in-flight gauges and CPU every quarter second",
+    )
     args = parser.parse_args()
     sandbox_port = free_port()
     sandbox = start_sandbox(sandbox_port, args.latency_ms, args.job_delay_ms)
@@ -365,8 +396,9 @@ def main() -> int:
                     f"CPU {result.cpu_s:.1f} s"
                 )
                 print(
-                    f"             meanwhile the sandbox was busy {result.sandbox_busy:.0%} "
-                    f"of a core, the broker {result.broker_busy:.0%}"
+                    f"             busy share of a core meanwhile: the consumer "
+                    f"{result.consumer_busy:.0%}, the sandbox {result.sandbox_busy:.0%}, "
+                    f"the broker {result.broker_busy:.0%}"
                 )
                 print(
                     f"  baseline   {base_rate:>9,.1f} events/s, {base_per_k:.0f} calls/1000 events "
