@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastavro import schemaless_reader
 
+from consumer import event_reader
 from consumer.codec import Decoder, Encoder, SchemaStore, encode_record
 from consumer.events import (
     REASONS,
@@ -78,6 +79,16 @@ def _events(n: int, rng: random.Random) -> list[DeletionEvent]:
 
 def _decoded(decoder: Decoder, values: list[bytes]) -> list[DeletionEvent]:
     return [e for e in decoder.decode_many(values) if isinstance(e, DeletionEvent)]
+
+
+def _with_python_scan(run: Callable[[], object]) -> object:
+    """`run` with the event reader's scan in Python, as where consumer/_scan.c is not built."""
+    compiled = event_reader.scan
+    event_reader.scan = event_reader.scan_py
+    try:
+        return run()
+    finally:
+        event_reader.scan = compiled
 
 
 def _rates(runs: dict[str, Callable[[], object]], n: int, repeat: int) -> dict[str, float]:
@@ -135,6 +146,9 @@ def main() -> None:
         "(b) Decoder.decode, single-object": lambda: list(map(decoder.decode, single)),
         "(b) Decoder.decode, Confluent": lambda: list(map(decoder.decode, confluent)),
         "(b) Decoder.decode_many, single-object": lambda: decoder.decode_many(single),
+        "(b') the same with the Python scan (no C compiler)": lambda: _with_python_scan(
+            lambda: decoder.decode_many(single)
+        ),
         "(c) decode + plan, flushes of 5000 (the consumer's hot path)": lambda: [
             plan(_decoded(decoder, single[i : i + 5000]), PLATFORM)
             for i in range(0, len(single), 5000)
@@ -142,7 +156,8 @@ def main() -> None:
     }
     rows = list(_rates(runs, n, repeat).items())
     bare = rows[0][1]
-    print(f"{n} mixed events, best of {repeat}; Python {sys.version.split()[0]}")
+    scan = "compiled" if event_reader.COMPILED else "in Python (consumer/_scan.c not built)"
+    print(f"{n} mixed events, best of {repeat}; Python {sys.version.split()[0]}; scan {scan}")
     for label, rate in rows:
         print(f"{label:<58} {rate:>10,.0f} events/s   {rate / bare:5.2f}x (a)")
 
