@@ -66,18 +66,23 @@ static int read_span(Cursor *c, const unsigned char **start, Py_ssize_t *length)
     return 1;
 }
 
-/* A string as a new str (strict UTF-8), NULL if unsure (with no exception set). */
+/* Bytes as a new str (strict UTF-8), NULL if they are not UTF-8 (with no exception set). */
+static PyObject *decode_span(const unsigned char *start, Py_ssize_t length) {
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)start, length, "strict");
+    if (text == NULL) {
+        PyErr_Clear(); /* bad UTF-8: unsure, the general path words it */
+    }
+    return text;
+}
+
+/* A string as a new str, NULL if unsure (with no exception set). */
 static PyObject *read_string(Cursor *c) {
     const unsigned char *start;
     Py_ssize_t length;
     if (!read_span(c, &start, &length)) {
         return NULL;
     }
-    PyObject *text = PyUnicode_DecodeUTF8((const char *)start, length, "strict");
-    if (text == NULL) {
-        PyErr_Clear(); /* bad UTF-8: unsure, the general path words it */
-    }
-    return text;
+    return decode_span(start, length);
 }
 
 /* ["null", "string"]: Py_None (a new reference) or a str; NULL if unsure. */
@@ -129,12 +134,8 @@ static PyObject *read_ids(Cursor *c) {
         for (int64_t i = 0; i < count; i++) {
             const unsigned char *start;
             Py_ssize_t length;
-            if (!read_span(c, &start, &length)) {
-                goto unsure;
-            }
-            PyObject *text = PyUnicode_DecodeUTF8((const char *)start, length, "strict");
-            if (text == NULL) {
-                PyErr_Clear();
+            PyObject *text;
+            if (!read_span(c, &start, &length) || !(text = decode_span(start, length))) {
                 goto unsure;
             }
             int failed = PyList_Append(ids, text);
