@@ -11,6 +11,11 @@ dead-lettered at once while a valid one waits on Mem0, so by finishing order a h
 would look mostly dead at first. Events not finished yet count as not dead. To judge event n
 it counts the dead letters within `window` either side of n, so it may trip a little early
 (up to twice the share in one window), never late.
+
+Admitted ordinals are forgotten only once no admit can reach them again: `horizon` is how far
+behind the newest consumed event an unfinished one can be (the in-flight budget bounds it). An
+ordinal behind the one being judged is not enough: events finish in any order, and forgetting
+by it let an older event's letter through unchecked.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class DlqGuard:
     window: int = 1000
     max_share: float = 0.5  # 1.0 or more: never trips
     min_events: int = 100  # no verdict before this many events were consumed
+    horizon: int = 1_000_000  # events that may be in flight at once, at most
     tripped: bool = False
     consumed: int = 0  # events consumed so far; event n (0-based) has ordinal n
     _dead: list[int] = field(default_factory=list)  # ordinals admitted, sorted
@@ -41,9 +47,10 @@ class DlqGuard:
         if self.tripped:
             return False
         dead = self._dead
-        # Ordinals more than two windows behind can no longer share a window with new ones.
-        if dead and dead[0] < ordinal - 2 * self.window:
-            del dead[: bisect.bisect_left(dead, ordinal - 2 * self.window)]
+        # Ordinals a window behind the oldest event that may still finish are out of reach.
+        reach = self.consumed - self.horizon - self.window
+        if dead and dead[0] < reach:
+            del dead[: bisect.bisect_left(dead, reach)]
         near = bisect.bisect_left(dead, ordinal + self.window) - bisect.bisect_right(
             dead, ordinal - self.window
         )

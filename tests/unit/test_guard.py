@@ -66,3 +66,22 @@ def test_no_admitted_dead_letter_passes_the_share(
         for start in range(len(outcomes) - window + 1):
             inside = sum(1 for n in written if start <= n < start + window)
             assert inside / window <= max_share + 1e-9
+
+
+def test_an_older_letter_finishing_late_is_still_judged() -> None:
+    """Found by the property test below: events 10, 11 and 15 dead, finishing 10, 15, 11.
+    Forgetting letters behind the newest one judged (15) let 11 pass unchecked."""
+    guard = DlqGuard(window=2, max_share=0.5, min_events=2)
+    first = guard.consume(16)
+    assert guard.admit(first + 10)
+    assert guard.admit(first + 15)
+    assert not guard.admit(first + 11)
+
+
+def test_letters_out_of_every_reach_are_forgotten() -> None:
+    guard = DlqGuard(window=10, max_share=0.5, min_events=10, horizon=100)
+    first = guard.consume(10)
+    assert guard.admit(first)
+    guard.consume(1000)
+    assert guard.admit(first + 1005)
+    assert guard._dead == [first + 1005]
