@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--rate-limit-rate", type=float, default=0.0)
     sandbox.add_argument("--job-delay-ms", type=float, default=0.0)
     sandbox.add_argument("--job-fail-rate", type=float, default=0.0)
+    sandbox.add_argument(
+        "--user-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a self-hosted key without the admin role (repeatable)",
+    )
     return parser
 
 
@@ -178,7 +185,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         job_delay_ms=args.job_delay_ms,
         job_fail_rate=args.job_fail_rate,
     )
-    main_sandbox(args.host, args.port, args.api_key, faults)
+    main_sandbox(args.host, args.port, args.api_key, faults, user_api_keys=args.user_key)
     return 0
 
 

@@ -29,6 +29,43 @@ def _memories(call: Call) -> Response:
     return Response(200, {"memories": call.state.memories()})
 
 
+def _add_entities(call: Call) -> Response:
+    records = call.body.get("entities") if isinstance(call.body, dict) else call.body
+    if not call.body_ok or not isinstance(records, list):
+        return Response(400, {"detail": 'expected a JSON list of {"type": ..., "id": ...}'})
+    try:
+        entities = call.state.add_entities(records)
+    except ValueError as exc:
+        return Response(400, {"detail": str(exc)})
+    return Response(201, {"entities": entities})
+
+
+def _entities(call: Call) -> Response:
+    return Response(200, {"entities": call.state.entities()})
+
+
+def _keys(call: Call) -> Response:
+    return Response(200, {"user_api_keys": call.state.get_user_keys()})
+
+
+def _set_keys(call: Call) -> Response:
+    """`{"user_api_keys": [...]}`, `{"api_key": "..."}` or both. The admin key is never echoed."""
+    body = call.body
+    usage = 'expected {"user_api_keys": [...]} and/or {"api_key": "..."}'
+    if not call.body_ok or not isinstance(body, dict) or not body:
+        return Response(400, {"detail": usage})
+    if body.keys() - {"api_key", "user_api_keys"}:
+        return Response(400, {"detail": usage})
+    keys = body.get("user_api_keys")
+    if keys is not None and not isinstance(keys, list):
+        return Response(400, {"detail": usage})
+    try:
+        changed = call.state.set_keys(body.get("api_key"), keys)
+    except ValueError as exc:
+        return Response(400, {"detail": str(exc)})
+    return Response(200, {"user_api_keys": changed})
+
+
 def _calls(call: Call) -> Response:
     return Response(200, {"calls": call.state.calls()})
 
@@ -63,6 +100,10 @@ def _stats(call: Call) -> Response:
 ADMIN_ROUTES: dict[tuple[str, str], Callable[[Call], Response]] = {
     ("POST", "/_sandbox/memories"): _add_memories,
     ("GET", "/_sandbox/memories"): _memories,
+    ("POST", "/_sandbox/entities"): _add_entities,
+    ("GET", "/_sandbox/entities"): _entities,
+    ("GET", "/_sandbox/keys"): _keys,
+    ("PUT", "/_sandbox/keys"): _set_keys,
     ("GET", "/_sandbox/calls"): _calls,
     ("DELETE", "/_sandbox/calls"): _clear_calls,
     ("GET", "/_sandbox/faults"): _faults,

@@ -1,7 +1,9 @@
 """Request dispatch: route, injected faults, authentication, handler, call log.
 
-Order for an API call: outage, auth_failure, the real key check, then the random rate limit
-and error rolls (neither applies to `/v1/ping/`), then the handler. `/_sandbox/...` skips it all.
+Order for an API call: outage, auth_failure, the real key check (401), the role check (403 for
+a self-hosted route that needs the admin role, asked with a user key), then the random rate
+limit and error rolls (neither applies to `/v1/ping/`), then the handler. `/_sandbox/...` skips
+it all. Platform routes take only the admin key; self-hosted ones take user keys too.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ class Route:
     operation: str
     handler: Handler
     family: str  # "platform", "oss" or "ping": which key header, which faults
+    admin_only: bool = False  # a user key gets 403 (self-hosted `require_admin`)
 
 
-def _route(operation: str, handler: Handler, family: str = "platform") -> Route:
-    return Route(operation, handler, family)
+def _route(
+    operation: str, handler: Handler, family: str = "platform", *, admin_only: bool = False
+) -> Route:
+    return Route(operation, handler, family, admin_only)
 
 
 # Paths without a parameter: path -> method -> route.
@@ -39,26 +44,39 @@ _FIXED: dict[str, dict[str, Route]] = {
     "/v1/batch/": {"DELETE": _route("batch_delete", platform_api.batch_delete)},
     "/v1/events/": {"GET": _route("job_status", platform_api.jobs)},
     "/v3/memories/": {"POST": _route("list", platform_api.list_memories)},
+    "/v1/entities/": {"GET": _route("entities", platform_api.entities)},
     "/memories": {
-        "DELETE": _route("oss_delete_all", oss_api.delete_all, "oss"),
+        "DELETE": _route("oss_delete_all", oss_api.delete_all, "oss", admin_only=True),
         "GET": _route("oss_list", oss_api.list_memories, "oss"),
     },
 }
 
-# Paths with one parameter: (prefix, suffix, method -> route).
-_PARAMETRIC: tuple[tuple[str, str, dict[str, Route]], ...] = (
+# Paths with a parameter: (prefix, suffix, segments, method -> route). The parameter has that
+# many segments; the last one takes any further slash (a name with an encoded "/" in it).
+_PARAMETRIC: tuple[tuple[str, str, int, dict[str, Route]], ...] = (
     (
         "/v1/memories/",
         "/",
+        1,
         {
             "DELETE": _route("delete", platform_api.delete),
             "GET": _route("get", platform_api.get),
         },
     ),
-    ("/v1/event/", "/", {"GET": _route("job_status", platform_api.job_status)}),
+    ("/v1/event/", "/", 1, {"GET": _route("job_status", platform_api.job_status)}),
+    (
+        "/v2/entities/",
+        "/",
+        2,
+        {
+            "DELETE": _route("entity_delete", platform_api.entity_delete),
+            "GET": _route("entity_get", platform_api.entity_get),
+        },
+    ),
     (
         "/memories/",
         "",
+        1,
         {
             "DELETE": _route("oss_delete", oss_api.delete, "oss"),
             "GET": _route("oss_get", oss_api.get, "oss"),
@@ -71,10 +89,11 @@ def _resolve(path: str) -> tuple[dict[str, Route], str] | None:
     methods = _FIXED.get(path)
     if methods is not None:
         return methods, ""
-    for prefix, suffix, methods in _PARAMETRIC:
+    for prefix, suffix, segments, methods in _PARAMETRIC:
         if path.startswith(prefix) and path.endswith(suffix):
             arg = path[len(prefix) : len(path) - len(suffix)]
-            if arg and "/" not in arg:
+            parts = arg.split("/", segments - 1)
+            if len(parts) == segments and all(parts) and "/" not in parts[0]:
                 return methods, arg
     return None
 
@@ -136,7 +155,8 @@ class SandboxApp:
             return "other", None, Response(405, {"detail": detail})
         fault, response = self._gate(route, request)
         if response is None:
-            response = route.handler(Call(self.state, request, arg, body, body_ok, now))
+            admin = self._is_admin(route, request)
+            response = route.handler(Call(self.state, request, arg, body, body_ok, now, admin))
         return route.operation, fault, response
 
     def _gate(self, route: Route, request: Request) -> tuple[str | None, Response | None]:
@@ -149,6 +169,8 @@ class SandboxApp:
         denied = self._check_key(route, request)
         if denied is not None:
             return None, denied
+        if route.admin_only and not self._is_admin(route, request):
+            return None, Response(403, {"detail": "Admin role required."})
         if route.family == "ping":
             return None, None
         rng = self.state.rng
@@ -160,33 +182,42 @@ class SandboxApp:
                 (("Retry-After", str(seconds)),),
             )
         if faults.error_rate > 0 and rng.random() < faults.error_rate:
-            return "error", _error(rng.choice(faults.error_codes), route)
+            return "error", _error(rng.choice(faults.error_codes), route, faults.oss_error_code)
         return None, None
 
     def _check_key(self, route: Route, request: Request) -> Response | None:
+        state = self.state
         if route.family == "oss":
             given = request.headers.get("x-api-key")
-            expected = self.state.api_key
-        else:
-            given = request.headers.get("authorization")
-            expected = "Token " + self.state.api_key
+            if given is None:
+                return Response(401, {"detail": _OSS_NO_KEY})
+            if given != state.api_key and given not in state.user_api_keys:
+                return Response(401, {"detail": "Invalid API key."})
+            return None
+        given = request.headers.get("authorization")
         if given is None:
             return Response(401, {"detail": "Authentication credentials were not provided."})
-        if given != expected:
+        if given != "Token " + state.api_key:
             return Response(401, {"detail": "Invalid API key"})
         return None
 
+    def _is_admin(self, route: Route, request: Request) -> bool:
+        """Whether the (valid) key has the admin role: only self-hosted user keys do not."""
+        return route.family != "oss" or request.headers.get("x-api-key") == self.state.api_key
 
-def _error(status: int, route: Route) -> Response:
+
+_OSS_NO_KEY = "Authentication required. Provide a Bearer token or X-API-Key header."
+
+
+def _error(status: int, route: Route, code: str = "datastore_unavailable") -> Response:
+    if route.family == "oss" and status == 502:
+        # The OSS server tags its 502s with a cause (`oss_error_code`).
+        return oss_api.upstream_error(code)
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Error"
-    body: dict[str, Any] = {"detail": phrase}
-    if route.family == "oss" and status == 502:
-        # The OSS server tags its 502s with a cause; this one is worth retrying.
-        body["code"] = "datastore_unavailable"
-    return Response(status, body)
+    return Response(status, {"detail": phrase})
 
 
 def _parse_json(raw: bytes) -> tuple[Any, bool]:

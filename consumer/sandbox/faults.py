@@ -1,4 +1,8 @@
-"""The faults the sandbox injects, as one mutable settings object."""
+"""The faults the sandbox injects, as one mutable settings object.
+
+Also the self-hosted server's 502 causes (`OSS_ERROR_CODES`), which `oss_error_code` picks from,
+and the UUID helpers every route module shares.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Faults", "all_canonical", "canonical_id"]
+__all__ = ["OSS_ERROR_CODES", "Faults", "all_canonical", "canonical_id"]
 
 _RATES = ("error_rate", "rate_limit_rate", "job_fail_rate", "leave_behind_rate")
-_MILLIS = ("latency_ms", "latency_jitter_ms", "job_delay_ms")
+_MILLIS = ("latency_ms", "latency_jitter_ms", "job_delay_ms", "job_hidden_ms")
 _FLAGS = ("outage", "auth_failure")
+
+# The `code` of the self-hosted server's 502s and the `detail` it sends with each, as
+# server/errors.py classifies provider and store failures. The first five are worth retrying,
+# the auth and bad-request ones never succeed, and `unknown` may or may not.
+OSS_ERROR_CODES: dict[str, str] = {
+    "provider_rate_limited": "Provider rate limit hit. Retry shortly.",
+    "provider_timeout": "Provider timed out. Retry shortly.",
+    "provider_unavailable": "Provider is unreachable or returned a server error.",
+    "datastore_unavailable": "The memory database is unreachable.",
+    "vector_store_unavailable": "The vector store is unreachable or returned an error.",
+    "provider_auth_failed": "Provider rejected the request (authentication). "
+    "Check your LLM provider API key on the Configuration page.",
+    "provider_bad_request": "Provider rejected the request as malformed.",
+    "unknown": "Upstream provider error.",
+}
 
 
 # Ids nearly always arrive canonical already: a regex says so ten times faster than uuid.UUID,
@@ -52,9 +71,13 @@ class Faults:
     auth_failure: bool = False
     job_fail_rate: float = 0.0
     job_delay_ms: float = 0.0
+    # How long a new job's GET /v1/event/{id}/ answers 404 (nothing says how soon it is readable).
+    job_hidden_ms: float = 0.0
     poison_ids: frozenset[str] = field(default_factory=frozenset)
     oss_delete_all_limit: int | None = None
     leave_behind_rate: float = 0.0
+    # The `code` of the 502s injected on self-hosted routes (error_rate, error_codes).
+    oss_error_code: str = "datastore_unavailable"
 
     def __post_init__(self) -> None:
         # Validate and normalise the constructor's values the same way as later updates.
@@ -125,6 +148,10 @@ def _check(name: str, value: Any) -> Any:
         if limit < 0:
             raise ValueError("oss_delete_all_limit must not be negative")
         return limit
+    if name == "oss_error_code":
+        if not isinstance(value, str) or value not in OSS_ERROR_CODES:
+            raise ValueError(f"oss_error_code must be one of {', '.join(OSS_ERROR_CODES)}")
+        return value
     raise ValueError(f"unknown fault field: {name}")
 
 

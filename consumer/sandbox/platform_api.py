@@ -1,7 +1,16 @@
-"""The Mem0 Platform routes (`/v1/...`, `/v3/...`), with the Platform's bodies and statuses.
+"""The Mem0 Platform routes (`/v1/...`, `/v2/...`, `/v3/...`), with the Platform's bodies and
+statuses.
 
-Deliberate worst case: a delete_all naming more than one entity deletes the UNION of them,
-since Mem0 documents that such filters are "not guaranteed to AND them together".
+Deliberate worst cases, each one a way the real API leaves data behind:
+- a delete_all naming more than one entity deletes the UNION of them, since Mem0 documents that
+  such filters are "not guaranteed to AND them together";
+- Dream's merged memories are hidden from every read (the v3 listing, GET by id) unless it asks
+  `include_merged`, yet they are stored, and every delete reaches them;
+- superseded memories are shown, but `latest_only` hides them, and only `delete_linked=true`
+  deletes them along with the memory that superseded them;
+- memory deletes never delete the entity (user, agent, app, run): only an entity delete does,
+  as a background job like delete_all's;
+- a new job may be unknown to `GET /v1/event/{id}/` for `job_hidden_ms`.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from urllib.parse import urlencode
 from consumer.sandbox.faults import all_canonical, canonical_id
 from consumer.sandbox.filters import FilterError, parse_filters
 from consumer.sandbox.http import Request, Response
-from consumer.sandbox.records import ENTITY_KEYS
+from consumer.sandbox.records import ENTITY_KEYS, ENTITY_TYPES, Entity
 from consumer.sandbox.state import ORG_ID, PROJECT_ID, USER_EMAIL, Call
 from consumer.sandbox.store import Selector
 
@@ -21,6 +30,9 @@ __all__ = [
     "batch_delete",
     "delete",
     "delete_all",
+    "entities",
+    "entity_delete",
+    "entity_get",
     "get",
     "job_status",
     "jobs",
@@ -35,6 +47,12 @@ MAX_PAGE_SIZE = 200
 _INVALID_UUID = Response(400, {"error": "memory_id should be a valid UUID"})
 _NOT_FOUND = Response(404, {"error": "Memory not found!"})
 _BAD_JSON = Response(400, {"detail": "JSON parse error"})
+_NO_EVENT = Response(404, {"error": "Event not found or you don't have permission"})
+_NO_ENTITY = Response(404, {"error": "Entity not found"})
+_IN_PROGRESS = "Delete in progress. This may take some time."
+# The flags Mem0 reads from a listing's body: the records it hides unless asked, and the
+# superseded ones it hides when asked.
+_LIST_FLAGS = ("show_expired", "include_merged", "latest_only")
 
 
 def ping(call: Call) -> Response:
@@ -51,24 +69,38 @@ def ping(call: Call) -> Response:
     )
 
 
+def _flag(call: Call, name: str) -> bool:
+    """A boolean query parameter, as the SDK sends one (`true`)."""
+    return call.request.query.get(name, "").lower() in ("true", "1")
+
+
 def get(call: Call) -> Response:
     memory_id = canonical_id(call.arg)
     if memory_id is None:
         return _INVALID_UUID
     memory = call.state.store.get(memory_id)
-    return _NOT_FOUND if memory is None else Response(200, memory.to_json())
+    if memory is None or (memory.merged and not _flag(call, "include_merged")):
+        return _NOT_FOUND
+    return Response(200, memory.to_json())
 
 
 def delete(call: Call) -> Response:
-    # delete_linked is accepted; sandbox memories supersede nothing, so it changes nothing.
+    """One memory; with `delete_linked=true`, also those it superseded, transitively."""
     memory_id = canonical_id(call.arg)
     if memory_id is None:
         return _INVALID_UUID
-    if memory_id in call.state.faults.poison_ids:
-        return Response(400, {"error": f"Memory {memory_id} cannot be deleted"})
-    if not call.state.store.delete(memory_id):
+    store = call.state.store
+    linked = store.linked(memory_id) if _flag(call, "delete_linked") else None
+    poison = call.state.faults.poison_ids
+    for doomed in (memory_id, *(linked or ())):
+        if doomed in poison:
+            return Response(400, {"error": f"Memory {doomed} cannot be deleted"})
+    if not store.delete(memory_id):
         return _NOT_FOUND
-    return Response(200, {"message": "Memory deleted successfully!"})
+    if linked is None:
+        return Response(200, {"message": "Memory deleted successfully!"})
+    cascade = store.delete_many(linked)
+    return Response(200, {"message": "Memory deleted successfully!", "cascade_count": cascade})
 
 
 def batch_delete(call: Call) -> Response:
@@ -114,17 +146,20 @@ def delete_all(call: Call) -> Response:
             },
         )
     faults = call.state.faults
-    fail = faults.job_fail_rate > 0 and call.state.rng.random() < faults.job_fail_rate
     job = call.state.store.start_job(
         Selector(entities, tuple(metadata.items()), union=len(entities) > 1),
         call.now,
         delay=faults.job_delay_ms / 1000,
-        fail=fail,
+        fail=_job_fails(call),
         leave_behind_rate=faults.leave_behind_rate,
+        hidden=faults.job_hidden_ms / 1000,
     )
-    return Response(
-        200, {"message": "Delete in progress. This may take some time.", "event_id": job.id}
-    )
+    return Response(200, {"message": _IN_PROGRESS, "event_id": job.id})
+
+
+def _job_fails(call: Call) -> bool:
+    rate = call.state.faults.job_fail_rate
+    return rate > 0 and call.state.rng.random() < rate
 
 
 def _metadata_filter(raw: str) -> dict[str, Any] | None:
@@ -140,8 +175,8 @@ def _metadata_filter(raw: str) -> dict[str, Any] | None:
 
 def job_status(call: Call) -> Response:
     job = call.state.store.job(canonical_id(call.arg) or call.arg)
-    if job is None:
-        return Response(404, {"error": "Event not found"})
+    if job is None or call.now < job.visible_at:
+        return _NO_EVENT
     return Response(200, job.to_json(call.now))
 
 
@@ -173,17 +208,82 @@ def list_memories(call: Call) -> Response:
         node = parse_filters(body.get("filters"))
     except FilterError as exc:
         return Response(400, {"error": str(exc)})
-    show_expired = body.get("show_expired", False)
-    if not isinstance(show_expired, bool):
-        return Response(400, {"error": "show_expired must be a boolean"})
+    for name in _LIST_FLAGS:
+        if not isinstance(body.get(name, False), bool):
+            return Response(400, {"error": f"{name} must be a boolean"})
     page = _page(call.request)
     if page is None:
         return _INVALID_PAGE
     number, size = page
-    found = call.state.store.query(node, show_expired, call.now)
+    found = call.state.store.query(
+        node,
+        call.now,
+        show_expired=body.get("show_expired", False),
+        include_merged=body.get("include_merged", False),
+        latest_only=body.get("latest_only", False),
+    )
     start = (number - 1) * size
     results = [memory.to_json() for memory in found[start : start + size]]
     return _paged(call.request, number, size, len(found), results)
+
+
+# entities (`GET /v1/entities/`, `GET` and `DELETE /v2/entities/{type}/{name}/`)
+
+
+def entities(call: Call) -> Response:
+    """The project's entities, paginated like the other lists (the SDK reads `results`)."""
+    page = _page(call.request)
+    if page is None:
+        return _INVALID_PAGE
+    number, size = page
+    every = call.state.store.entities()
+    start = (number - 1) * size
+    results = [_entity_json(call, entity) for entity in every[start : start + size]]
+    return _paged(call.request, number, size, len(every), results)
+
+
+def entity_get(call: Call) -> Response:
+    found = _entity(call)
+    if isinstance(found, Response):
+        return found
+    return Response(200, _entity_json(call, found))
+
+
+def entity_delete(call: Call) -> Response:
+    """Queue the delete of the entity and every memory naming it (merged ones too)."""
+    found = _entity(call)
+    if isinstance(found, Response):
+        return found
+    faults = call.state.faults
+    job = call.state.store.start_job(
+        None,
+        call.now,
+        delay=faults.job_delay_ms / 1000,
+        fail=_job_fails(call),
+        leave_behind_rate=0.0,
+        hidden=faults.job_hidden_ms / 1000,
+        entity=(found.type, found.name),
+    )
+    return Response(200, {"message": _IN_PROGRESS, "event_id": job.id})
+
+
+def _entity(call: Call) -> Entity | Response:
+    """The entity the path names (`{type}/{name}`), or the answer that it has none."""
+    entity_type, _, name = call.arg.partition("/")
+    if entity_type not in ENTITY_TYPES:
+        return Response(
+            400,
+            {"error": f"Invalid entity type: {entity_type}. Use one of {', '.join(ENTITY_TYPES)}."},
+        )
+    entity = call.state.store.entity(entity_type, name)
+    return _NO_ENTITY if entity is None else entity
+
+
+def _entity_json(call: Call, entity: Entity) -> dict[str, Any]:
+    shape = entity.to_json(call.state.store.memory_count(entity))
+    shape["owner"] = USER_EMAIL
+    shape["organization"] = ORG_ID
+    return shape
 
 
 # Pagination the way Django REST framework does it: a page past the end is a 404.

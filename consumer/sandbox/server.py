@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -24,7 +24,8 @@ class Sandbox:
     """A Mem0-compatible server on its own event loop in a daemon thread.
 
     The accessors are thread-safe, so a test can seed memories, read the call log and change
-    faults while clients talk to `url`.
+    faults while clients talk to `url`. `api_key` is the admin key; `user_api_keys` are
+    self-hosted keys without the admin role (the Platform routes refuse them).
     """
 
     def __init__(
@@ -36,12 +37,14 @@ class Sandbox:
         seed: int | None = None,
         *,
         call_log_limit: int | None = None,
+        user_api_keys: Collection[str] = (),
     ) -> None:
         self.host = host
-        self.api_key = api_key
         self._requested_port = port
         self._port = port
-        self._state = SandboxState(api_key, faults, seed, call_log_limit=call_log_limit)
+        self._state = SandboxState(
+            api_key, faults, seed, call_log_limit=call_log_limit, user_api_keys=user_api_keys
+        )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -122,8 +125,33 @@ class Sandbox:
         return self._state.add_memories(records)
 
     def memories(self) -> list[dict[str, Any]]:
-        """A snapshot of every stored memory, in the API's shape."""
+        """A snapshot of every stored memory (merged and superseded ones too), in the API's
+        shape plus `merged` and `superseded_by`."""
         return self._state.memories()
+
+    def add_entities(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Make sure entities exist ({"type": "user", "id": "alice"}, ...); their API shapes."""
+        return self._state.add_entities(records)
+
+    def entities(self) -> list[dict[str, Any]]:
+        """A snapshot of every entity (user, agent, app, run), in the API's shape."""
+        return self._state.entities()
+
+    @property
+    def api_key(self) -> str:
+        """The admin key (the one the Platform routes take)."""
+        return self._state.api_key
+
+    @property
+    def user_api_keys(self) -> list[str]:
+        return self._state.get_user_keys()
+
+    def set_keys(
+        self, *, api_key: str | None = None, user_api_keys: Collection[str] | None = None
+    ) -> list[str]:
+        """Change the admin key, the self-hosted keys without the admin role, or both (a
+        demotion: the old admin key becomes a user key). Returns the user keys."""
+        return self._state.set_keys(api_key, user_api_keys)
 
     def calls(self) -> list[dict[str, Any]]:
         """A snapshot of the call log (API calls only, not /_sandbox/...)."""
@@ -142,7 +170,8 @@ class Sandbox:
         return self._state.set_faults(**changes)
 
     def reset(self) -> None:
-        """Forget memories, jobs and calls; restore the faults given at construction."""
+        """Forget memories, entities, jobs and calls; restore the faults and keys given at
+        construction."""
         self._state.reset()
 
     def stats(self) -> dict[str, Any]:
@@ -188,13 +217,16 @@ def main_sandbox(
     *,
     seed: int | None = None,
     call_log_limit: int | None = DEFAULT_CALL_LOG_LIMIT,
+    user_api_keys: Collection[str] = (),
 ) -> None:
     """Serve in the foreground until SIGINT or SIGTERM; prints one line with the URL.
 
     The call log keeps only the last `call_log_limit` calls, so a long demo does not grow
-    without bound.
+    without bound. `user_api_keys` are self-hosted keys without the admin role.
     """
-    state = SandboxState(api_key, faults, seed, call_log_limit=call_log_limit)
+    state = SandboxState(
+        api_key, faults, seed, call_log_limit=call_log_limit, user_api_keys=user_api_keys
+    )
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -1,7 +1,11 @@
-"""Everything one sandbox holds (store, faults, call log), behind one lock.
+"""Everything one sandbox holds (store, faults, keys, call log), behind one lock.
 
 The server's event loop thread and a test's thread both reach it, so every access goes
 through `lock`; the accessors here take it themselves.
+
+Keys: `api_key` is the admin key (the Platform's only key; on the self-hosted routes, a key with
+the admin role). `user_api_keys` are self-hosted keys without the admin role. Both can change at
+run time (`set_keys`), as an operator may demote a key.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from consumer.sandbox.faults import Faults
 from consumer.sandbox.http import Request
+from consumer.sandbox.records import Entity
 from consumer.sandbox.store import MemoryStore
 
 __all__ = ["Call", "SandboxState"]
@@ -35,6 +40,7 @@ class Call:
     body: Any
     body_ok: bool  # False when the body was not valid JSON
     now: float
+    admin: bool = True  # False for a self-hosted key without the admin role
 
 
 class SandboxState:
@@ -47,9 +53,14 @@ class SandboxState:
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         call_log_limit: int | None = None,
+        *,
+        user_api_keys: Collection[str] = (),
     ) -> None:
         self.lock = threading.Lock()
+        self.initial_api_key = api_key
         self.api_key = api_key
+        self.initial_user_api_keys = check_user_keys(api_key, user_api_keys)
+        self.user_api_keys = self.initial_user_api_keys
         self.clock = clock
         self.initial_faults = (faults or Faults()).copy()
         self.faults = self.initial_faults.copy()
@@ -82,9 +93,42 @@ class SandboxState:
             return self.store.add(records, now)
 
     def memories(self) -> list[dict[str, Any]]:
+        """Every stored memory (merged and superseded ones too), with Dream's marks."""
         with self.lock:
             self.store.advance(self.clock())
-            return [memory.to_json() for memory in self.store]
+            return [memory.to_admin_json() for memory in self.store]
+
+    def add_entities(self, records: Sequence[object]) -> list[dict[str, Any]]:
+        with self.lock:
+            now = self.clock()
+            self.store.advance(now)
+            pairs = [Entity.parse(record) for record in records]  # all valid before any is added
+            return self._entities_json(self.store.add_entities(pairs, now))
+
+    def entities(self) -> list[dict[str, Any]]:
+        with self.lock:
+            self.store.advance(self.clock())
+            return self._entities_json(self.store.entities())
+
+    def _entities_json(self, entities: list[Entity]) -> list[dict[str, Any]]:
+        return [entity.to_json(self.store.memory_count(entity)) for entity in entities]
+
+    def get_user_keys(self) -> list[str]:
+        with self.lock:
+            return sorted(self.user_api_keys)
+
+    def set_keys(
+        self, api_key: str | None = None, user_api_keys: Collection[str] | None = None
+    ) -> list[str]:
+        """Change the admin key, the user keys, or both (checked together); the user keys."""
+        with self.lock:
+            admin = self.api_key if api_key is None else api_key
+            if not isinstance(admin, str) or not admin:
+                raise ValueError("api_key must be a non-empty string")
+            users = self.user_api_keys if user_api_keys is None else user_api_keys
+            checked = check_user_keys(admin, users)
+            self.api_key, self.user_api_keys = admin, checked
+            return sorted(checked)
 
     def calls(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -106,13 +150,16 @@ class SandboxState:
             return self.faults.copy()
 
     def reset(self) -> None:
-        """Forget memories, jobs and calls; faults return to those the sandbox started with."""
+        """Forget memories, entities, jobs and calls; faults and keys return to those the
+        sandbox started with."""
         with self.lock:
             self.store.clear()
             self.call_log.clear()
             self.call_counts.clear()
             # In place, so that a reference to the live faults stays valid.
             self.faults.update(**self.initial_faults.to_json())
+            self.api_key = self.initial_api_key
+            self.user_api_keys = self.initial_user_api_keys
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -120,8 +167,21 @@ class SandboxState:
             self.store.advance(now)
             return {
                 "memories": len(self.store),
+                "entities": self.store.entity_count(),
                 "calls": len(self.call_log),
                 "calls_total": self._next_seq - 1,
                 "calls_by_operation": dict(self.call_counts),
                 "jobs": self.store.job_counts(now),
             }
+
+
+def check_user_keys(api_key: str, keys: Collection[str]) -> frozenset[str]:
+    """Validated non-admin keys: non-empty strings, none of them the admin key."""
+    if isinstance(keys, str | bytes) or not isinstance(keys, Collection):
+        raise ValueError("user_api_keys must be a list of strings")
+    if not all(isinstance(key, str) and key for key in keys):
+        raise ValueError("user_api_keys must be non-empty strings")
+    checked = frozenset(keys)
+    if api_key in checked:
+        raise ValueError("the admin key cannot also be a user key")
+    return checked

@@ -1,7 +1,14 @@
-"""The sandbox's memories and delete jobs: pure logic, no sockets, no clock, no lock.
+"""The sandbox's memories, entities and delete jobs: pure logic, no sockets, no clock, no lock.
 
 Memories live in a dict in insertion order, with one index per entity key (value -> ids in
-insertion order), so deleting or listing one user's memories never scans the whole store.
+insertion order), so deleting or listing one user's memories never scans the whole store, and
+one index of Dream's supersede links (newer id -> the ids it superseded), so a delete with its
+linked memories follows the chain instead of scanning.
+
+Entities come into being when a memory names them and stay until an entity delete removes
+them: deleting memories, by id or by filter, leaves the entity behind, as on the Platform.
+Jobs are delete_all jobs (a Selector) or entity deletes (an entity and its memories).
+
 Callers pass `now` (epoch seconds) and serialise access themselves.
 """
 
@@ -17,7 +24,7 @@ from itertools import islice
 from typing import Any
 
 from consumer.sandbox.filters import Node
-from consumer.sandbox.records import ENTITY_KEYS, Memory, iso
+from consumer.sandbox.records import ENTITY_KEYS, ENTITY_TYPES, Entity, Memory, iso
 
 __all__ = ["Job", "MemoryStore", "Selector"]
 
@@ -48,13 +55,16 @@ class Selector:
 
 
 class Job:
-    """One background delete_all. It applies once, at `due`, unless it is doomed to fail."""
+    """One background delete: a delete_all (`selector`) or an entity delete (`entity`, its
+    type and name). It applies once, at `due`, unless it is doomed to fail; its status is
+    readable from `visible_at` on."""
 
     __slots__ = (
         "created_at",
         "delay",
         "deleted",
         "due",
+        "entity",
         "error",
         "fail",
         "finished_at",
@@ -62,20 +72,25 @@ class Job:
         "leave_behind_rate",
         "selector",
         "status",
+        "visible_at",
     )
 
     def __init__(
         self,
         job_id: str,
-        selector: Selector,
+        selector: Selector | None,
         now: float,
         *,
         delay: float,
         fail: bool,
         leave_behind_rate: float,
+        hidden: float = 0.0,
+        entity: tuple[str, str] | None = None,
     ) -> None:
         self.id = job_id
         self.selector = selector
+        self.entity = entity
+        self.visible_at = now + max(0.0, hidden)
         self.created_at = now
         self.delay = max(0.0, delay)
         self.due = now + self.delay
@@ -108,13 +123,17 @@ class Job:
 
 
 class MemoryStore:
-    """Memories, their entity indexes and the delete jobs."""
+    """Memories, their indexes, the entities and the delete jobs."""
 
     def __init__(self, rng: random.Random, id_rng: random.Random) -> None:
         self._rng = rng
         self._id_rng = id_rng
         self._memories: dict[str, Memory] = {}
         self._index: dict[str, dict[str, dict[str, None]]] = {key: {} for key in ENTITY_KEYS}
+        self._superseded: dict[str, dict[str, None]] = {}  # newer id -> the ids it superseded
+        # Entity key ("user_id", ...) -> name -> entity: a memory's fields find theirs directly.
+        self._entities: dict[str, dict[str, Entity]] = {key: {} for key in ENTITY_KEYS}
+        self._entity_seq = 0
         self._jobs: dict[str, Job] = {}
         self._due: list[tuple[float, int, str]] = []
         self._seq = 0
@@ -138,12 +157,32 @@ class MemoryStore:
             memory_id = self._id_for(record.get("id"), taken)
             taken.add(memory_id)
             built.append(Memory(memory_id, self._seq + len(built), record, now))
+        # Seeding a million memories runs this loop a million times: locals, no dict allocated
+        # for a value the index already has, and the entity looked at only for a value new to
+        # the index (while a value has memories, its entity exists: only an entity delete
+        # removes one, and it removes the memories first).
+        memories, superseded = self._memories, self._superseded
+        tables = [(key, self._index[key], self._entities[key]) for key in ENTITY_KEYS]
         for memory in built:
-            self._memories[memory.id] = memory
-            for key in ENTITY_KEYS:
+            memory_id = memory.id
+            memories[memory_id] = memory
+            for key, index, entities in tables:
                 value = memory.entity(key)
-                if value is not None:
-                    self._index[key].setdefault(value, {})[memory.id] = None
+                if value is None:
+                    continue
+                ids = index.get(value)
+                if ids is not None:
+                    ids[memory_id] = None
+                    continue
+                index[value] = {memory_id: None}
+                entity = entities.get(value)
+                if entity is None:
+                    self._new_entity(key, value, now)
+                else:
+                    entity.updated_at = now
+            newer = memory.superseded_by
+            if newer is not None:
+                superseded.setdefault(newer, {})[memory_id] = None
         self._seq += len(built)
         return [memory.id for memory in built]
 
@@ -171,6 +210,7 @@ class MemoryStore:
         return iter(self._memories.values())
 
     def delete(self, memory_id: str) -> bool:
+        """Delete one memory; its entities stay, and so do the memories it superseded."""
         memory = self._memories.pop(memory_id, None)
         if memory is None:
             return False
@@ -181,6 +221,12 @@ class MemoryStore:
                 del ids[memory_id]
                 if not ids:
                     del self._index[key][value]
+        newer = memory.superseded_by
+        if newer is not None:
+            older = self._superseded[newer]
+            del older[memory_id]
+            if not older:
+                del self._superseded[newer]
         return True
 
     def delete_many(self, memory_ids: Iterable[str]) -> int:
@@ -188,6 +234,47 @@ class MemoryStore:
         # intersection (a batch of ids already gone was a tenth of the sandbox's time).
         present = self._memories.keys() & set(memory_ids)
         return sum(self.delete(memory_id) for memory_id in present)
+
+    def linked(self, memory_id: str) -> list[str]:
+        """The memories `memory_id` superseded, and those they superseded, and so on."""
+        found: dict[str, None] = {}
+        frontier = [memory_id]
+        while frontier:
+            for older in self._superseded.get(frontier.pop(), ()):
+                if older != memory_id and older not in found:
+                    found[older] = None
+                    frontier.append(older)
+        return list(found)
+
+    # entities
+
+    def _new_entity(self, key: str, name: str, now: float) -> Entity:
+        entity = Entity(_TYPE_OF[key], name, self._entity_seq, now)
+        self._entity_seq += 1
+        self._entities[key][name] = entity
+        return entity
+
+    def add_entities(self, pairs: Iterable[tuple[str, str]], now: float) -> list[Entity]:
+        """Make sure these (type, name) entities exist; returns them, old or new."""
+        found = []
+        for entity_type, name in pairs:
+            key = ENTITY_TYPES[entity_type]
+            found.append(self._entities[key].get(name) or self._new_entity(key, name, now))
+        return found
+
+    def entity(self, entity_type: str, name: str) -> Entity | None:
+        return self._entities[ENTITY_TYPES[entity_type]].get(name)
+
+    def entities(self) -> list[Entity]:
+        """Every entity, in the order they came into being."""
+        every = [e for by_name in self._entities.values() for e in by_name.values()]
+        return sorted(every, key=_entity_seq)
+
+    def entity_count(self) -> int:
+        return sum(len(by_name) for by_name in self._entities.values())
+
+    def memory_count(self, entity: Entity) -> int:
+        return len(self._index[entity.key].get(entity.name, ()))
 
     # the view the filters need (see filters.Index)
 
@@ -219,32 +306,49 @@ class MemoryStore:
             return list(found)
         return [memory for memory in found if selector.matches_metadata(memory)]
 
-    def query(self, node: Node, show_expired: bool, now: float) -> list[Memory]:
-        """The memories a v3 filters tree matches, in insertion order."""
+    def query(
+        self,
+        node: Node,
+        now: float,
+        *,
+        show_expired: bool = False,
+        include_merged: bool = False,
+        latest_only: bool = False,
+    ) -> list[Memory]:
+        """The memories a v3 filters tree matches, in insertion order: without the expired,
+        merged or superseded ones unless asked (superseded ones are shown by default)."""
         candidates = node.candidates(self)
         pool: Iterable[Memory]
         if candidates is None:
             pool = self._memories.values()
         else:
             pool = sorted((self._memories[i] for i in candidates), key=_by_seq)
-        return [
+        found = [
             memory
             for memory in pool
-            if node.matches(memory) and (show_expired or not memory.expired(now))
+            if node.matches(memory)
+            and (show_expired or not memory.expired(now))
+            and (include_merged or not memory.merged)
         ]
+        if latest_only:
+            return [memory for memory in found if memory.superseded_by is None]
+        return found
 
     # jobs
 
     def start_job(
         self,
-        selector: Selector,
+        selector: Selector | None,
         now: float,
         *,
         delay: float = 0.0,
         fail: bool = False,
         leave_behind_rate: float = 0.0,
+        hidden: float = 0.0,
+        entity: tuple[str, str] | None = None,
     ) -> Job:
-        """A delete_all job; with no delay it applies at once."""
+        """A delete_all job (`selector`) or an entity delete (`entity`: type and name); with no
+        delay it applies at once. `hidden` seconds pass before its status can be read."""
         job = Job(
             self.new_id(),
             selector,
@@ -252,6 +356,8 @@ class MemoryStore:
             delay=delay,
             fail=fail,
             leave_behind_rate=leave_behind_rate,
+            hidden=hidden,
+            entity=entity,
         )
         self._jobs[job.id] = job
         if job.delay <= 0:
@@ -273,11 +379,21 @@ class MemoryStore:
         if job.fail:
             job.status, job.error = "FAILED", JOB_FAILED_ERROR
             return
-        doomed = self.select(job.selector)
-        if job.leave_behind_rate > 0:
-            doomed = [m for m in doomed if self._rng.random() >= job.leave_behind_rate]
-        job.deleted = self.delete_many(m.id for m in doomed)
+        if job.entity is not None:
+            job.deleted = self._delete_entity(*job.entity)
+        elif job.selector is not None:
+            doomed = self.select(job.selector)
+            if job.leave_behind_rate > 0:
+                doomed = [m for m in doomed if self._rng.random() >= job.leave_behind_rate]
+            job.deleted = self.delete_many(m.id for m in doomed)
         job.status = "SUCCEEDED"
+
+    def _delete_entity(self, entity_type: str, name: str) -> int:
+        """The entity and every memory naming it (the name is literal: "*" is no wildcard)."""
+        key = ENTITY_TYPES[entity_type]
+        deleted = self.delete_many(list(self.ids_of(key, name)))
+        self._entities[key].pop(name, None)
+        return deleted
 
     def job(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -293,12 +409,22 @@ class MemoryStore:
         self._memories.clear()
         for index in self._index.values():
             index.clear()
+        self._superseded.clear()
+        for by_name in self._entities.values():
+            by_name.clear()
         self._jobs.clear()
         self._due.clear()
 
 
+_TYPE_OF = {key: entity_type for entity_type, key in ENTITY_TYPES.items()}
+
+
 def _by_seq(memory: Memory) -> int:
     return memory.seq
+
+
+def _entity_seq(entity: Entity) -> int:
+    return entity.seq
 
 
 def _intersection(sets: list[Collection[str]]) -> set[str]:
