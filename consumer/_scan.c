@@ -1,20 +1,25 @@
 /* The event reader's scan in C: the bytes of one event written with the reader schema itself
- * (consumer/event_reader.py, CANONICAL) to a tuple of its fields, or None when unsure.
+ * (consumer/event_reader.py, CANONICAL) or with its version 1 (CANONICAL_V1) to a tuple of its
+ * fields, or None when unsure.
  *
  * It is the same shortcut as event_reader._scan, only compiled: the id clean-up spends a third
  * of its CPU reading events in Python. It is never a judge either: anything it is not sure of
  * (a varint wider than 9 bytes, a negative length or block count, a length past the end, bad
- * UTF-8, trailing bytes, an unknown branch) returns None and the codec takes fastavro's path,
- * which decides and words the error. tests/unit/test_event_reader.py holds it to the general
- * path on valid events, on arbitrary bytes and on mutated encodings.
+ * UTF-8, a boolean byte other than 0 or 1, trailing bytes, an unknown branch) returns None and
+ * the codec takes fastavro's path, which decides and words the error.
+ * tests/unit/test_event_reader.py holds it to the general path on valid events, on arbitrary
+ * bytes and on mutated encodings.
  *
- * scan(data: bytes, start: int) -> tuple | None, a 10-tuple:
+ * scan(data: bytes, start: int, linked: bool) -> tuple | None, a 10-tuple, where `linked` says
+ * whether the writer's MemoriesDeleted has its last field, include_linked (version 2); version
+ * 1 bodies lack that byte, and the field is then False (its default, as resolution reads it):
  *   (event_id, occurred_at, source, reason_index, branch, f1, f2, f3, f4, f5)
  *   branch 0 UserDeleted:     f1 user_id
  *   branch 1 SessionExpired:  f1 run_id, f2 user_id or None, f3 agent_id or None
  *   branch 2 ScopeDeleted:    f1 user_id, f2 agent_id, f3 run_id, f4 app_id (each or None),
  *                             f5 metadata dict
- *   branch 3 MemoriesDeleted: f1 memory ids, f2 user_id or None
+ *   branch 3 MemoriesDeleted: f1 memory ids, f2 user_id or None, f3 include_linked (a bool;
+ *                             False when not `linked`)
  * Unused fields are None. The memory ids come as a tuple when they need no cleaning (none
  * empty, none with white space at either end, no duplicates), else as a list for the caller
  * to clean: the common case then costs no Python work at all.
@@ -96,6 +101,22 @@ static PyObject *read_optional(Cursor *c) {
     }
     if (branch == 2) {
         return read_string(c);
+    }
+    return NULL;
+}
+
+/* A boolean, one byte 0 or 1: Py_False or Py_True (a new reference); NULL if unsure. Any other
+ * byte is unsure: fastavro reads it as True, and that is the general path's call to make. */
+static PyObject *read_boolean(Cursor *c) {
+    if (c->pos >= c->size) {
+        return NULL;
+    }
+    unsigned char byte = c->data[c->pos++];
+    if (byte == 0) {
+        Py_RETURN_FALSE;
+    }
+    if (byte == 1) {
+        Py_RETURN_TRUE;
     }
     return NULL;
 }
@@ -214,10 +235,11 @@ fail:
 }
 
 static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "scan(data: bytes, start: int)");
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBool_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "scan(data: bytes, start: int, linked: bool)");
         return NULL;
     }
+    int linked = args[2] == Py_True;
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     if (start == -1 && PyErr_Occurred()) {
         return NULL;
@@ -254,8 +276,9 @@ static PyObject *scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
             goto unsure;
         }
         break;
-    case 6: /* MemoriesDeleted */
-        if (!(fields[5] = read_ids(&c)) || !(fields[6] = read_optional(&c))) {
+    case 6: /* MemoriesDeleted; a version-1 writer (not linked) has no include_linked byte */
+        if (!(fields[5] = read_ids(&c)) || !(fields[6] = read_optional(&c)) ||
+            !(fields[7] = linked ? read_boolean(&c) : Py_NewRef(Py_False))) {
             goto unsure;
         }
         break;
@@ -298,7 +321,7 @@ unsure:
 
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
-     "scan(data, start) -> the event's fields as a 10-tuple, or None when unsure."},
+     "scan(data, start, linked) -> the event's fields as a 10-tuple, or None when unsure."},
     {NULL, NULL, 0, NULL},
 };
 

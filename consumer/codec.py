@@ -34,8 +34,9 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from consumer.event_reader import CANONICAL as _FAST_CANONICAL
+from consumer.event_reader import CANONICAL_V1 as _FAST_CANONICAL_V1
 from consumer.event_reader import read_event
-from consumer.events import DeletionEvent, event_from_record, event_to_record
+from consumer.events import DeletionEvent, EventType, event_from_record, event_to_record
 from consumer.registry import SchemaNotFound
 
 __all__ = [
@@ -173,8 +174,13 @@ class _Plan:
 
     writer: Any
     reader: Any
-    # Written with the schema event_reader.py knows: try its shortcut first.
+    # Written with a schema event_reader.py knows (version 2 or 1), for the reader it knows: try
+    # its shortcut first.
     fast: bool = False
+    # Written with the reader schema itself, version 2 (no resolution): its MemoriesDeleted ends
+    # with include_linked, so a MemoriesDeleted body's last byte is that boolean. The shortcut
+    # reads the byte; the general path refuses it unless it is 0 or 1 (see `_read`).
+    linked: bool = False
 
 
 class Decoder:
@@ -235,10 +241,13 @@ class Decoder:
         return out
 
     def _plan(self, writer: AvroSchema) -> _Plan:
+        known = self._reader.canonical == _FAST_CANONICAL
         if writer.canonical == self._reader.canonical:
             # Same bytes, same meaning: skipping resolution makes fastavro's read much cheaper.
-            return _Plan(self._reader.decoding, None, writer.canonical == _FAST_CANONICAL)
-        return _Plan(writer.decoding, self._reader.decoding)
+            return _Plan(self._reader.decoding, None, known, linked=known)
+        # Version 1 resolves to the reader's default include_linked, which the shortcut gives.
+        fast = known and writer.canonical == _FAST_CANONICAL_V1
+        return _Plan(writer.decoding, self._reader.decoding, fast)
 
     def _fetch(self, schema_id: int) -> _Plan:
         if self._registry is None:
@@ -270,7 +279,7 @@ class Decoder:
         return plan
 
     def _read(self, plan: _Plan, value: bytes, start: int) -> DeletionEvent:
-        if plan.fast and (event := read_event(value, start)) is not None:
+        if plan.fast and (event := read_event(value, start, plan.linked)) is not None:
             return event
         fo = BytesIO(value)  # shares the bytes, no copy; seek instead of slicing the header off
         fo.seek(start)
@@ -290,9 +299,19 @@ class Decoder:
         if not isinstance(record, dict):
             raise DecodeError(DECODE_ERROR, "body is not a record")
         try:
-            return event_from_record(record)
+            event = event_from_record(record)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DecodeError(DECODE_ERROR, f"not an event ({type(exc).__name__})") from exc
+        if plan.linked and value[-1] > 1 and event.type is EventType.MEMORIES_DELETED:
+            # fastavro reads any boolean byte but 0 as true, where Avro has only 0 and 1: a stray
+            # byte would ask for the superseded memories too. The body ended exactly at the end
+            # of the value (checked above); in the version-2 layout the payload is the record's
+            # last field and include_linked MemoriesDeleted's last, and with no resolution the
+            # record name is the writer's own branch: that boolean is the last byte.
+            raise DecodeError(
+                DECODE_ERROR, f"include_linked is byte 0x{value[-1]:02x}, neither 0 nor 1"
+            )
+        return event
 
 
 class Encoder:

@@ -2,19 +2,23 @@
 
 fastavro's schemaless reader is general: it walks the parsed schema for every message and asks
 the file object for each primitive, ~12 µs for a small event, and `event_from_record` then takes
-its dicts apart again (~3.5 µs). This module reads the one layout the consumer meets nearly
-always (written with the reader schema itself) from the bytes in one pass, and builds the event
-directly: about a third of the time.
+its dicts apart again (~3.5 µs). This module reads the layouts the consumer meets nearly
+always (written with the reader schema itself, or with version 1 of it) from the bytes in one
+pass, and builds the event directly: about a third of the time.
 
 It is a shortcut, never a judge. `read_event` returns None for anything it is not sure of
-(an unfamiliar varint width, a negative block count, a length past the end, bad UTF-8, trailing
-bytes...) and the codec then takes the general path, which decides and words the error. So the
-only promise to keep is: when this returns an event, it is the event the general path would
-build. tests/unit/test_event_reader.py checks exactly that on arbitrary bytes and on arbitrary
-valid events.
+(an unfamiliar varint width, a negative block count, a length past the end, bad UTF-8, a boolean
+byte other than 0 or 1, trailing bytes...) and the codec then takes the general path, which
+decides and words the error. So the only promise to keep is: when this returns an event, it is
+the event the general path would build. tests/unit/test_event_reader.py checks exactly that on
+arbitrary bytes and on arbitrary valid events.
 
-It applies only to writers whose Parsing Canonical Form is `CANONICAL`; a change of the reader
-schema turns it off (and a unit test fails until this module follows).
+It applies only to a reader whose Parsing Canonical Form is `CANONICAL` (version 2), and to
+writers whose form is `CANONICAL` or `CANONICAL_V1`: version 1, the same bytes but for
+MemoriesDeleted's last field, include_linked, which it lacks (read as its default, False, as
+schema resolution does). The scan takes `linked`, whether the writer has that field. A change
+of the reader schema, or of the version-1 file, turns the shortcut off for the writers
+concerned (and a unit test fails until this module follows).
 
 The scan (bytes to a tuple of fields) exists twice: `scan_py` here, and the same in C
 (consumer/_scan.c), which `pip install` builds where a compiler is and which is used when
@@ -29,7 +33,7 @@ from typing import Any, Final
 
 from consumer.events import REASONS, DeletionEvent, EventType, Scope, _clean, _clean_ids
 
-__all__ = ["CANONICAL", "COMPILED", "Fields", "read_event", "scan", "scan_py"]
+__all__ = ["CANONICAL", "CANONICAL_V1", "COMPILED", "Fields", "read_event", "scan", "scan_py"]
 
 CANONICAL: Final = (
     '{"name":"memory.deletion.DeletionEvent","type":"record","fields":['
@@ -53,15 +57,21 @@ CANONICAL: Final = (
     '{"name":"metadata","type":{"type":"map","values":"string"}}]},'
     '{"name":"memory.deletion.MemoriesDeleted","type":"record","fields":['
     '{"name":"memory_ids","type":{"type":"array","items":"string"}},'
-    '{"name":"user_id","type":["null","string"]}]}]}]}'
+    '{"name":"user_id","type":["null","string"]},'
+    '{"name":"include_linked","type":"boolean"}]}]}]}'
 )
+
+# Version 1 (schemas/deletion_event.v1.avsc): the same but for MemoriesDeleted's last field,
+# include_linked, the one byte its bodies lack. A unit test holds it to the file.
+CANONICAL_V1: Final = CANONICAL.replace(',{"name":"include_linked","type":"boolean"}', "")
 
 
 # What a scan gives: (event_id, occurred_at, source, reason index, branch, f1..f5), where the
 # branch is the payload's place in the union and f1..f5 its fields in schema order (unused ones
 # None): 0 UserDeleted (user_id), 1 SessionExpired (run_id, user_id, agent_id), 2 ScopeDeleted
-# (user_id, agent_id, run_id, app_id, metadata), 3 MemoriesDeleted (memory_ids, user_id). The
-# memory ids are a list to clean, or, from the compiled scan, a tuple when already clean.
+# (user_id, agent_id, run_id, app_id, metadata), 3 MemoriesDeleted (memory_ids, user_id,
+# include_linked: True or False; always False from a version-1 writer). The memory ids are a
+# list to clean, or, from the compiled scan, a tuple when already clean.
 Fields = tuple[str, int, str, int, int, Any, Any, Any, Any, Any]
 
 
@@ -121,6 +131,16 @@ def _optional_string(data: bytes, pos: int) -> tuple[str | None, int]:
     raise _Unsure
 
 
+def _boolean(data: bytes, pos: int) -> tuple[bool, int]:
+    """Avro's boolean, one byte 0 or 1; any other is unsure (fastavro reads it as True)."""
+    byte = data[pos]
+    if byte == 0:
+        return False, pos + 1
+    if byte == 1:
+        return True, pos + 1
+    raise _Unsure
+
+
 def _count(data: bytes, pos: int) -> tuple[int, int]:
     """A block count; negative ones (followed by a byte size) are legal but rare: unsure."""
     count, pos = _long(data, pos)
@@ -129,9 +149,13 @@ def _count(data: bytes, pos: int) -> tuple[int, int]:
     return count, pos
 
 
-def read_event(data: bytes, start: int) -> DeletionEvent | None:
-    """The event in `data[start:]`, or None when the general path must decide."""
-    fields = scan(data, start)
+def read_event(data: bytes, start: int, linked: bool) -> DeletionEvent | None:
+    """The event in `data[start:]`, or None when the general path must decide.
+
+    `linked`: the writer's MemoriesDeleted ends with include_linked (`CANONICAL`, version 2);
+    False for `CANONICAL_V1`, whose bodies lack that byte.
+    """
+    fields = scan(data, start, linked)
     if fields is None:
         return None
     event_id, occurred_at, source, reason, branch, f1, f2, f3, f4, f5 = fields
@@ -145,6 +169,7 @@ def read_event(data: bytes, start: int) -> DeletionEvent | None:
             source,
             _REASONS[reason],
             _clean(f2),
+            f3,
         )
     if branch == 0:  # UserDeleted; Scope.of(user_id=...) inlined: the erasure burst
         cleaned = _clean(f1)
@@ -159,15 +184,18 @@ def read_event(data: bytes, start: int) -> DeletionEvent | None:
     return DeletionEvent(event_id, occurred_at, kind, scope, (), source, _REASONS[reason])
 
 
-def scan_py(data: bytes, start: int) -> Fields | None:
-    """The fields of the event in `data[start:]` (see `Fields`), or None when unsure."""
+def scan_py(data: bytes, start: int, linked: bool) -> Fields | None:
+    """The fields of the event in `data[start:]` (see `Fields`), or None when unsure.
+
+    `linked`: whether the writer's MemoriesDeleted has include_linked (see `read_event`).
+    """
     try:
-        return _scan(data, start)
+        return _scan(data, start, linked)
     except (_Unsure, IndexError, UnicodeDecodeError):
         return None
 
 
-def _scan(data: bytes, pos: int) -> Fields:
+def _scan(data: bytes, pos: int, linked: bool) -> Fields:
     if pos < 0:
         raise _Unsure
     event_id, pos = _string(data, pos)
@@ -186,6 +214,10 @@ def _scan(data: bytes, pos: int) -> Fields:
     if branch == 6:  # zigzag 3: MemoriesDeleted
         f1, pos = _memory_ids(data, pos)
         f2, pos = _optional_string(data, pos)
+        if linked:
+            f3, pos = _boolean(data, pos)
+        else:
+            f3 = False  # a version-1 writer: no such byte; resolution gives the default
     elif branch == 0:  # UserDeleted
         f1, pos = _string(data, pos)
     elif branch == 2:  # SessionExpired
@@ -237,7 +269,7 @@ def _metadata(data: bytes, pos: int) -> tuple[dict[str, str], int]:
     return metadata, pos
 
 
-def _compiled_scan() -> Callable[[bytes, int], Fields | None] | None:
+def _compiled_scan() -> Callable[[bytes, int, bool], Fields | None] | None:
     """The same scan compiled (consumer/_scan.c), built by `pip install` where a compiler is."""
     try:
         from consumer._scan import scan as compiled
@@ -248,4 +280,4 @@ def _compiled_scan() -> Callable[[bytes, int], Fields | None] | None:
 
 _COMPILED_SCAN: Final = _compiled_scan()
 COMPILED: Final = _COMPILED_SCAN is not None
-scan: Callable[[bytes, int], Fields | None] = _COMPILED_SCAN or scan_py
+scan: Callable[[bytes, int, bool], Fields | None] = _COMPILED_SCAN or scan_py

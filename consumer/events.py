@@ -150,7 +150,9 @@ class DeletionEvent:
 
     `scope` is set for the filter types; `memory_ids` for MemoriesDeleted (trimmed, empty ones
     dropped, first occurrence kept). `user_id` of MemoriesDeleted is informational and kept apart
-    so it can never widen the delete.
+    so it can never widen the delete. `include_linked` (MemoriesDeleted, schema version 2; False
+    for every other type and for version-1 writers) asks for each id's superseded memories too:
+    another request, so it takes part in equality.
     """
 
     event_id: str
@@ -161,6 +163,7 @@ class DeletionEvent:
     source: str = "unknown"
     reason: str = "OTHER"
     informational_user_id: str | None = field(default=None, compare=False)
+    include_linked: bool = False
 
 
 def event_from_record(record: Mapping[str, Any]) -> DeletionEvent:
@@ -189,6 +192,12 @@ def event_from_record(record: Mapping[str, Any]) -> DeletionEvent:
     if kind is EventType.MEMORIES_DELETED:
         event.memory_ids = _clean_ids(body["memory_ids"])
         event.informational_user_id = _clean(body.get("user_id"))
+        linked = body.get("include_linked", False)
+        if linked is not False:
+            # Never coerced: bool("false") is True, and this widens what gets deleted.
+            if linked is not True:
+                raise ValueError("include_linked is not a boolean")
+            event.include_linked = True
     else:
         get = body.get
         event.scope = Scope.of(
@@ -215,7 +224,11 @@ def event_to_record(event: DeletionEvent) -> dict[str, Any]:
     """The Avro record of an event, for encoders (payload as `(record_name, fields)`)."""
     body: dict[str, Any]
     if event.type is EventType.MEMORIES_DELETED:
-        body = {"memory_ids": list(event.memory_ids), "user_id": event.informational_user_id}
+        body = {
+            "memory_ids": list(event.memory_ids),
+            "user_id": event.informational_user_id,
+            "include_linked": event.include_linked,
+        }
     else:
         assert event.scope is not None
         body = {**event.scope.as_dict()}

@@ -9,6 +9,7 @@ only JSON types are checked here, never what the identifiers mean.
     {"type": "SessionExpired", "run_id": "r1", "user_id": "alice", "reason": "GDPR"}
     {"type": "scope_deleted", "user_id": "a", "agent_id": "b", "metadata": {"k": "v"}}
     {"type": "memories_deleted", "memory_ids": ["..."], "occurred_at": "2025-01-31T12:00:00Z"}
+    {"type": "memories_deleted", "memory_ids": ["..."], "include_linked": true}
 
 Errors are ValueError with one line naming the field, never its value.
 """
@@ -44,7 +45,7 @@ _OPTIONAL: dict[EventType, tuple[str, ...]] = {
 }
 _EXTRA: dict[EventType, tuple[str, ...]] = {
     EventType.SCOPE_DELETED: ("metadata",),
-    EventType.MEMORIES_DELETED: ("memory_ids",),
+    EventType.MEMORIES_DELETED: ("memory_ids", "include_linked"),
 }
 
 # "user_deleted", "UserDeleted" and "memory.deletion.UserDeleted" all name the same type.
@@ -78,6 +79,7 @@ def parse_record(line: str, *, now_ms: int, new_id: Callable[[], str]) -> dict[s
         body["metadata"] = _metadata(data)
     elif kind is EventType.MEMORIES_DELETED:
         body["memory_ids"] = _memory_ids(data)
+        body["include_linked"] = _include_linked(data)
     event_id = _string(data, "event_id", default=None)
     return {
         # Only a missing id is made up: "" is published as given, for tests of rejection.
@@ -126,6 +128,15 @@ def _memory_ids(data: dict[str, Any]) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("field 'memory_ids': expected a list of strings")
+    return value
+
+
+def _include_linked(data: dict[str, Any]) -> bool:
+    value = data.get("include_linked")
+    if value is None:
+        return False
+    if not isinstance(value, bool):  # no guessing at "false" or 1: true widens the delete
+        raise ValueError("field 'include_linked': expected true or false")
     return value
 
 

@@ -76,6 +76,14 @@ EVENTS = [
         informational_user_id="alice",
         reason="USER_REQUEST",
     ),
+    DeletionEvent(
+        "0b5c1f0e-5555-4c3a-9d59-0f1c6e4b2a01",
+        3,
+        EventType.MEMORIES_DELETED,
+        memory_ids=("8d0a3c52-0e7e-4d1c-a6a1-6d2f1c3b4a03",),
+        reason="GDPR",
+        include_linked=True,
+    ),
 ]
 
 
@@ -123,7 +131,9 @@ def test_single_object_round_trip(event: DeletionEvent) -> None:
     value = ENCODER.single_object(event)
     assert value[:2] == b"\xc3\x01"
     assert value[2:10] == READER.fingerprint
-    assert Decoder(STORE).decode(value) == event
+    decoded = Decoder(STORE).decode(value)
+    assert decoded == event
+    assert decoded.include_linked is event.include_linked
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.type.value)
@@ -391,6 +401,8 @@ HEAD = b"\x02e" + _zigzag(1) + b"\x02s"  # event_id "e", occurred_at 1, source "
         _body(HEAD, _zigzag(0), _zigzag(3), _zigzag(-(2**62)), _zigzag(2**62)),  # sized block
         _body(HEAD, _zigzag(0), _zigzag(2), b"\x00" * 4, _zigzag(2**62)),  # 2**62 map entries
         _body(b"\xff" * 64),  # a varint that never ends
+        # include_linked byte 2: Avro has 0 and 1 only, fastavro reads any other as true
+        _body(HEAD, _zigzag(0), _zigzag(3), _zigzag(0), _zigzag(0), b"\x02"),
     ],
 )
 def test_malformed_bodies_are_decode_errors_and_fail_fast(value: bytes) -> None:

@@ -239,6 +239,46 @@ def test_the_informational_user_id_never_enters_equality_or_scope() -> None:
     assert one.scope is None and two.scope is None
 
 
+@pytest.mark.parametrize("linked", [False, True])
+def test_memories_deleted_reads_include_linked(linked: bool) -> None:
+    body = {"memory_ids": [MEMORY_A], "user_id": None, "include_linked": linked}
+    assert event_from_record(record("MemoriesDeleted", body)).include_linked is linked
+
+
+def test_include_linked_is_false_when_absent_as_from_a_version_1_writer() -> None:
+    event = event_from_record(record("MemoriesDeleted", {"memory_ids": [MEMORY_A]}))
+    assert event.include_linked is False
+    assert DeletionEvent("e", 1, EventType.MEMORIES_DELETED).include_linked is False
+
+
+@pytest.mark.parametrize("value", [None, 1, 0, "true", "false", [True]])
+def test_include_linked_that_is_no_boolean_is_refused(value: object) -> None:
+    # Never coerced: bool("false") is True, and include_linked widens the delete.
+    body = {"memory_ids": [MEMORY_A], "include_linked": value}
+    with pytest.raises(ValueError, match="include_linked"):
+        event_from_record(record("MemoriesDeleted", body))
+
+
+def test_include_linked_is_read_for_memories_deleted_only() -> None:
+    body = {"user_id": "u", "include_linked": True}
+    assert event_from_record(record("ScopeDeleted", body)).include_linked is False
+    assert event_from_record(record("UserDeleted", body)).include_linked is False
+
+
+def test_include_linked_makes_another_request() -> None:
+    # The planner recognises a re-delivery by equality: with and without the history are two
+    # different asks, never one the duplicate of the other.
+    plain = event_from_record(record("MemoriesDeleted", {"memory_ids": [MEMORY_A]}))
+    linked = event_from_record(
+        record("MemoriesDeleted", {"memory_ids": [MEMORY_A], "include_linked": True})
+    )
+    assert plain != linked
+    assert len({plain, linked}) == 2
+    assert linked == event_from_record(
+        record("MemoriesDeleted", {"memory_ids": [MEMORY_A], "include_linked": True})
+    )
+
+
 def test_unknown_payload_record_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown payload record"):
         event_from_record(record("memory.deletion.EverythingDeleted", {}))
@@ -301,6 +341,14 @@ ROUND_TRIP = [
         memory_ids=(MEMORY_A, MEMORY_B),
         informational_user_id="u",
     ),
+    DeletionEvent(
+        EVENT_ID,
+        9,
+        EventType.MEMORIES_DELETED,
+        memory_ids=(MEMORY_A,),
+        reason="GDPR",
+        include_linked=True,
+    ),
 ]
 
 
@@ -312,6 +360,13 @@ def test_event_to_record_round_trips(event: DeletionEvent) -> None:
     back = event_from_record(raw)
     assert back == event
     assert back.informational_user_id == event.informational_user_id
+    assert back.include_linked is event.include_linked
+
+
+def test_memories_deleted_record_carries_include_linked() -> None:
+    _name, body = event_to_record(ROUND_TRIP[4])["payload"]
+    assert body == {"memory_ids": [MEMORY_A], "user_id": None, "include_linked": True}
+    assert event_to_record(ROUND_TRIP[3])["payload"][1]["include_linked"] is False
 
 
 def test_scope_deleted_record_carries_metadata_and_only_set_identifiers() -> None:

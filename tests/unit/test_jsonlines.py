@@ -78,9 +78,18 @@ def test_memories_deleted_with_every_common_field() -> None:
         "reason": "GDPR",
         "payload": (
             "memory.deletion.MemoriesDeleted",
-            {"memory_ids": ["m1", "m2"], "user_id": None},
+            {"memory_ids": ["m1", "m2"], "user_id": None, "include_linked": False},
         ),
     }
+
+
+@pytest.mark.parametrize(("value", "linked"), [(True, True), (False, False), (None, False)])
+def test_memories_deleted_with_include_linked(value: bool | None, linked: bool) -> None:
+    line = {"type": "memories_deleted", "memory_ids": ["m"], "include_linked": value}
+    record = _parse(line)
+    assert record["payload"][1]["include_linked"] is linked
+    event = Decoder(STORE).decode(Encoder(STORE).single_object(record))
+    assert event.include_linked is linked
 
 
 @pytest.mark.parametrize("name", ["UserDeleted", "memory.deletion.UserDeleted", "user_deleted"])
@@ -138,6 +147,7 @@ def test_invalid_events_are_kept_raw_for_the_consumer_to_reject() -> None:
         {"type": "scope_deleted", "app_id": "x", "metadata": {"k": "v"}},
         {"type": "scope_deleted"},
         {"type": "memories_deleted", "memory_ids": ["m", ""], "user_id": "u"},
+        {"type": "memories_deleted", "memory_ids": ["m"], "include_linked": True},
         {"type": "user_deleted"},
     ],
 )
@@ -147,6 +157,7 @@ def test_every_record_encodes_and_decodes(line: dict[str, Any]) -> None:
     assert event.event_id == "generated-id"
     assert event.occurred_at_ms == NOW
     assert event.type is EventType(line["type"])
+    assert event.include_linked is line.get("include_linked", False)
     if event.type is EventType.MEMORIES_DELETED:
         assert event.memory_ids == ("m",)
     else:
@@ -170,6 +181,13 @@ def test_every_record_encodes_and_decodes(line: dict[str, Any]) -> None:
         ({"type": "scope_deleted", "metadata": {"k": 1}}, "'metadata'"),
         ({"type": "memories_deleted", "memory_ids": "m1"}, "'memory_ids'"),
         ({"type": "memories_deleted", "memory_ids": [1]}, "'memory_ids'"),
+        ({"type": "memories_deleted", "include_linked": "true"}, "'include_linked'"),
+        ({"type": "memories_deleted", "include_linked": "false"}, "'include_linked'"),
+        ({"type": "memories_deleted", "include_linked": 1}, "'include_linked'"),
+        ({"type": "memories_deleted", "include_linked": 0}, "'include_linked'"),
+        ({"type": "memories_deleted", "include_linked": [True]}, "'include_linked'"),
+        ({"type": "user_deleted", "user_id": "u", "include_linked": True}, "'include_linked'"),
+        ({"type": "scope_deleted", "include_linked": False}, "'include_linked'"),
         ({"type": "user_deleted", "event_id": 7}, "'event_id'"),
         ({"type": "user_deleted", "occurred_at": 1.5}, "'occurred_at'"),
         ({"type": "user_deleted", "occurred_at": True}, "'occurred_at'"),
