@@ -21,19 +21,19 @@ import time
 
 from bench.workloads import WORKLOADS
 from consumer.events import DeletionEvent
-from consumer.planner import PLATFORM, DeleteAll, DeleteIds, Plan, ResolveScope, plan
+from consumer.planner import PLATFORM, DeleteAll, DeleteEntity, DeleteIds, Plan, ResolveScope, plan
 
 
 def calls_at_least(flushes: list[Plan]) -> int:
     total = 0
     for result in flushes:
         for op in result.operations:
-            if isinstance(op, DeleteAll):
+            if isinstance(op, DeleteAll | DeleteEntity):  # the delete and its job status
                 total += 2
             elif isinstance(op, ResolveScope):
                 total += 3
             elif isinstance(op, DeleteIds):
-                total += 1
+                total += len(op.ids) if op.linked else 1
     return total
 
 

@@ -76,6 +76,8 @@ class ConsumerApp:
             window=settings.dlq_guard_window,
             max_share=settings.dlq_guard_max_share,
             min_events=settings.dlq_guard_min_events,
+            # Taking stops at the event budget; a poll's batch may overshoot it.
+            horizon=2 * settings.max_in_flight_events,
         )
         self._dead_letters = DeadLetterSink(
             producer,
@@ -119,7 +121,7 @@ class ConsumerApp:
         if not self._assignment:
             return False, "no partition assigned"
         if self._downstream is not None and self._downstream.state is DownstreamState.HALTED:
-            return False, "downstream halted (authentication refused)"
+            return False, self._downstream.describe_halt()
         if self._dead_letters.held:
             return False, "dead-letter guard tripped"
         return True, "ok"

@@ -1,10 +1,12 @@
 """Carries out planned operations against Mem0: retries, job watching, exact scope resolution,
-and splitting of rejected batches.
+entity records, ids with their history, and splitting of rejected batches.
 
 An operation either succeeds for all the events it serves, or reports, per event, why it could
 not (`Failure`). Transient errors are retried with the policy's backoff until its budget runs out;
 an auth failure parks every call until the downstream answers again; a rejected batch is split
-in halves until the offending ids are isolated, so only their events fail.
+in halves until the offending ids are isolated, so only their events fail. A self-hosted 502
+`unknown` is retried a bounded number of times whatever the time budget, and a job the API does
+not know yet is polled again for a grace period before its delete is issued again.
 
 With a `VerifyPolicy` (see `verification`), a delete is checked afterwards and what is left is
 deleted again, a bounded number of times, before its events fail as `verification_failed`.
@@ -23,8 +25,17 @@ from enum import IntEnum
 from typing import TypeVar
 
 from consumer.events import Scope
-from consumer.mem0 import AuthError, JobStatus, Mem0Client, RejectedError, TransientError
-from consumer.planner import DeleteAll, DeleteIds, Operation, Ref, ResolveScope
+from consumer.mem0 import (
+    AdminRoleError,
+    AuthError,
+    JobNotFound,
+    JobStatus,
+    Mem0Client,
+    RejectedError,
+    TransientError,
+    UncertainError,
+)
+from consumer.planner import DeleteAll, DeleteEntity, DeleteIds, Operation, Ref, ResolveScope
 from consumer.retry import RetryPolicy
 from consumer.scope_check import AnyMatch, GroupedEmptinessCheck
 from consumer.verification import FAILED, OFF, VerifyPolicy, passed, pick_sample, progressed
@@ -71,6 +82,8 @@ class Outcome:
     last_status: int | None = None  # the last HTTP status Mem0 answered (None: no answer)
     job_id: str | None = None  # the last delete_all job watched, on the Platform
     verified: bool = False  # checked afterwards: nothing it deleted is left
+    # A linked delete: per event, the superseded memories that went with its ids.
+    cascades: dict[Ref, int] | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +92,7 @@ class _Tally:
     last_status: int | None = None
     job_id: str | None = None
     verified: bool = False
+    cascades: dict[str, int] | None = None  # memory id -> cascade_count, for linked deletes
 
 
 class _GaveUp(Exception):
@@ -97,12 +111,14 @@ class Downstream:
         *,
         probe_interval_s: float = 15.0,
         on_change: Callable[[DownstreamState], None] | None = None,
+        on_halt_cause: Callable[[str | None], None] | None = None,
         struggle_after_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._probe_interval_s = probe_interval_s
         self._on_change = on_change or (lambda _state: None)
+        self._on_halt_cause = on_halt_cause or (lambda _cause: None)
         self._open = asyncio.Event()
         self._open.set()
         self._probe: asyncio.Task[None] | None = None
@@ -112,6 +128,8 @@ class Downstream:
         self._failing_since: float | None = None
         self._trial = asyncio.Lock()
         self._trial_gap = _TRIAL_GAP_S
+        # Why it is halted (AuthError.cause), None while it is not.
+        self.halt_cause: str | None = None
 
     def _set(self, state: DownstreamState) -> None:
         if state is not self.state:
@@ -172,22 +190,42 @@ class Downstream:
     def halt(self, error: AuthError) -> None:
         if self.state is DownstreamState.HALTED:
             return
-        log.error(
-            "downstream halted: authentication refused; probing until it is accepted",
-            extra={"status": error.status, "operation": error.operation},
-        )
+        admin = isinstance(error, AdminRoleError)
+        if admin:
+            log.error(
+                "downstream halted: the self-hosted server requires the admin role for "
+                "DELETE /memories and MEM0_API_KEY lacks it; probing until it has it",
+                extra={"status": error.status, "operation": error.operation},
+            )
+        else:
+            log.error(
+                "downstream halted: authentication refused; probing until it is accepted",
+                extra={"status": error.status, "operation": error.operation},
+            )
+        self.halt_cause = error.cause
+        self._on_halt_cause(error.cause)
         self._open.clear()
         self._set(DownstreamState.HALTED)
-        self._probe = asyncio.get_running_loop().create_task(self._probe_until_open())
+        self._probe = asyncio.get_running_loop().create_task(self._probe_until_open(admin=admin))
 
-    async def _probe_until_open(self) -> None:
+    def describe_halt(self) -> str:
+        """Why calls wait, in words for /readyz."""
+        if self.halt_cause == AdminRoleError.cause:
+            return "downstream halted (MEM0_API_KEY lacks the admin role DELETE /memories needs)"
+        return "downstream halted (authentication refused)"
+
+    async def _probe_until_open(self, *, admin: bool) -> None:
+        """Probe until the permission that was refused is granted: for a missing admin role, a
+        read would pass while deletes still fail, and the consumer would flap."""
         while True:
             await asyncio.sleep(self._probe_interval_s)
             try:
-                await self._client.probe()
+                await self._client.probe(admin=admin)
             except (AuthError, TransientError, RejectedError):
                 continue
             log.warning("downstream resumed: authentication accepted again")
+            self.halt_cause = None
+            self._on_halt_cause(None)
             self._set(DownstreamState.OK)
             self._open.set()
             return
@@ -208,6 +246,8 @@ class Executor:
         *,
         job_poll_s: float = 0.1,
         job_poll_cap_s: float = 2.0,
+        job_not_found_grace_s: float = 10.0,
+        uncertain_retries: int = 5,
         on_retry: Callable[[str, int | None], None] | None = None,
         verify: VerifyPolicy = OFF,
         on_verify: Callable[[str], None] | None = None,
@@ -222,6 +262,8 @@ class Executor:
         self._policy = policy
         self._job_poll_s = job_poll_s
         self._job_poll_cap_s = job_poll_cap_s
+        self._job_not_found_grace_s = job_not_found_grace_s
+        self._uncertain_retries = uncertain_retries
         self._on_retry = on_retry or (lambda _op, _reason: None)
         self._verify = verify
         self._on_verify = on_verify or (lambda _result: None)
@@ -251,8 +293,12 @@ class Executor:
         try:
             if isinstance(operation, DeleteIds):
                 outcome.failures = await self._delete_ids(operation, tally)
+                if operation.linked:
+                    outcome.cascades = _cascades_by_event(operation, tally.cascades or {})
             elif isinstance(operation, DeleteAll):
                 await self._delete_all(operation.scope, tally)
+            elif isinstance(operation, DeleteEntity):
+                await self._delete_entity(operation, tally)
             else:
                 failure = await self._resolve(operation, tally)
                 if failure is not None:
@@ -286,7 +332,7 @@ class Executor:
         reentrant, and a step holding it would wait on its own calls forever).
         """
         started = self._clock()
-        attempt = 0
+        attempt = uncertain = 0
         while True:
             await self._downstream.wait_open()
             if counted:
@@ -305,6 +351,12 @@ class Executor:
             except TransientError as exc:
                 tally.last_status = exc.status
                 delay = self._policy.delay(attempt, self._draw(), exc.retry_after_s)
+                if isinstance(exc, UncertainError):
+                    # Whatever the time budget (RETRY_MAX_DURATION_S 0 is for ever): an error
+                    # that may be deterministic must not be retried for ever.
+                    uncertain += 1
+                    if uncertain > self._uncertain_retries:
+                        raise _GaveUp("retries_exhausted", str(exc), exc.status) from exc
                 if self._policy.gives_up(started, self._clock(), delay):
                     raise _GaveUp("retries_exhausted", str(exc), exc.status) from exc
                 self._on_retry(operation, exc.status)
@@ -354,33 +406,101 @@ class Executor:
             tally.calls += 1  # a listing shared with other scopes: it served this one too
             self._passed(tally, 0)
             return
+
+        async def left() -> bool:
+            return bool(
+                await self._retrying("list", lambda: self._client.list_ids(scope, 1), tally)
+            )
+
+        await self._redelete_while(
+            left, delete, tally, "memories still match the scope", "delete_all"
+        )
+
+    async def _redelete_while(
+        self,
+        left: Callable[[], Awaitable[bool]],
+        delete: Callable[[], Awaitable[None]],
+        tally: _Tally,
+        what: str,
+        redo: str,
+    ) -> None:
+        """After a job SUCCEEDED: while `left()` finds something, delete again, at most
+        `max_rounds` times; then the operation fails as `verification_failed`."""
         redeletes = 0
-        while await self._retrying("list", lambda: self._client.list_ids(scope, 1), tally):
+        while await left():
             if redeletes >= self._verify.max_rounds:
                 self._on_verify(FAILED)
                 raise _GaveUp(
                     "verification_failed",
-                    f"memories still match the scope after its delete job SUCCEEDED and "
-                    f"{redeletes} more delete_all",
+                    f"{what} after its delete job SUCCEEDED and {redeletes} more {redo}",
                     tally.last_status,
                 )
             redeletes += 1
             await delete()
         self._passed(tally, redeletes)
 
+    async def _delete_entity(self, operation: DeleteEntity, tally: _Tally) -> None:
+        """An erased user's entity record: a Platform job like a delete_all, then read back."""
+        user_id = operation.entity_id
+
+        async def start_and_watch() -> None:
+            job_id = await self._retrying(
+                "entity_delete", lambda: self._client.delete_entity("user", user_id), tally
+            )
+            if job_id is None:
+                return  # no such entity: nothing to delete
+            tally.job_id = job_id
+            status = await self._watch(job_id, tally)
+            if status.status != "SUCCEEDED":
+                raise TransientError(
+                    f"entity delete job FAILED: {status.error or 'no reason given'}",
+                    operation="entity_delete",
+                )
+
+        async def delete() -> None:
+            await self._retrying("entity_delete", start_and_watch, tally, counted=False)
+
+        async def left() -> bool:
+            return await self._retrying(
+                "entity_get", lambda: self._client.entity_exists("user", user_id), tally
+            )
+
+        try:
+            await delete()
+            if self._verify.enabled:
+                await self._redelete_while(
+                    left, delete, tally, "the user's entity is still there", "entity deletes"
+                )
+        except RejectedError as exc:
+            raise _GaveUp("rejected", str(exc), exc.status) from exc
+
     def _passed(self, tally: _Tally, redeletes: int) -> None:
         tally.verified = True
         self._on_verify(passed(redeletes))
 
     async def _watch(self, job_id: str, tally: _Tally) -> JobStatus:
+        """Poll a job until it finishes. A job the API does not know is taken for one not yet
+        readable for a grace period (nothing documents how soon a new one is); past it, the
+        delete is issued again (it is idempotent) rather than dead-lettered."""
         interval = self._job_poll_s
+        started = self._clock()
         while True:
             await self._sleep(interval)
-            status = await self._retrying(
-                "job_status", lambda: self._client.job_status(job_id), tally
-            )
-            if status.finished:
-                return status
+            try:
+                status = await self._retrying(
+                    "job_status", lambda: self._client.job_status(job_id), tally
+                )
+            except JobNotFound as exc:
+                if self._clock() - started >= self._job_not_found_grace_s:
+                    raise TransientError(
+                        f"delete job not found for {self._job_not_found_grace_s:g}s: {exc}",
+                        operation="job_status",
+                        status=404,
+                    ) from exc
+                self._on_retry("job_status", 404)
+            else:
+                if status.finished:
+                    return status
             interval = min(interval * 1.5, self._job_poll_cap_s)
 
     async def _verify_empty(self, scope: Scope, tally: _Tally) -> None:
@@ -450,9 +570,14 @@ class Executor:
         return None
 
     async def _delete_ids(self, operation: DeleteIds, tally: _Tally) -> dict[Ref, Failure]:
-        bad = await self._delete_chunk(list(operation.ids), tally)
+        linked = operation.linked
+        if linked:
+            tally.cascades = {}
+        bad = await self._delete_chunk(list(operation.ids), tally, linked=linked)
         refused = {memory_id for memory_id, _ in bad}
-        left = await self._verify_ids([i for i in operation.ids if i not in refused], tally)
+        left = await self._verify_ids(
+            [i for i in operation.ids if i not in refused], tally, linked=linked
+        )
         if not bad and not left:
             return {}
         owners = dict(zip(operation.ids, operation.owners, strict=True))
@@ -468,7 +593,7 @@ class Executor:
                 )
         return failures
 
-    async def _verify_ids(self, ids: list[str], tally: _Tally) -> list[str]:
+    async def _verify_ids(self, ids: list[str], tally: _Tally, *, linked: bool) -> list[str]:
         """Read a sample of deleted ids back; the ids still there after the re-deletes.
 
         A sample that finds one left makes the whole batch suspect: every id is read back.
@@ -486,7 +611,7 @@ class Executor:
                 self._on_verify(FAILED)
                 return present
             redeletes += 1
-            await self._delete_chunk(present, tally)
+            await self._delete_chunk(present, tally, linked=linked)
             present = await self._present(present, tally)
         if present is not None:
             self._passed(tally, redeletes)
@@ -510,10 +635,14 @@ class Executor:
                 present.append(memory_id)
         return present
 
-    async def _delete_chunk(self, ids: list[str], tally: _Tally) -> list[tuple[str, RejectedError]]:
-        """Delete ids; the ones refused, each with its rejection."""
-        if not self._caps.batch_endpoint:
-            results = await asyncio.gather(*(self._delete_one(i, tally) for i in ids))
+    async def _delete_chunk(
+        self, ids: list[str], tally: _Tally, *, linked: bool = False
+    ) -> list[tuple[str, RejectedError]]:
+        """Delete ids (with what they superseded, when `linked`: one call each, as the batch
+        endpoint cannot); the ones refused, each with its rejection."""
+        if linked or not self._caps.batch_endpoint:
+            one = self._delete_one_linked if linked else self._delete_one
+            results = await asyncio.gather(*(one(i, tally) for i in ids))
             return [(i, error) for i, error in zip(ids, results, strict=True) if error is not None]
         return await self._delete_batch(ids, tally)
 
@@ -522,6 +651,17 @@ class Executor:
             await self._retrying("delete", lambda: self._client.delete(memory_id), tally)
         except RejectedError as exc:
             return exc
+        return None
+
+    async def _delete_one_linked(self, memory_id: str, tally: _Tally) -> RejectedError | None:
+        try:
+            count = await self._retrying(
+                "delete", lambda: self._client.delete_linked(memory_id), tally
+            )
+        except RejectedError as exc:
+            return exc
+        if tally.cascades is not None:
+            tally.cascades[memory_id] = tally.cascades.get(memory_id, 0) + count
         return None
 
     async def _delete_batch(self, ids: list[str], tally: _Tally) -> list[tuple[str, RejectedError]]:
@@ -538,3 +678,14 @@ class Executor:
             )
             return halves[0] + halves[1]
         return []
+
+
+def _cascades_by_event(operation: DeleteIds, by_id: dict[str, int]) -> dict[Ref, int]:
+    """Each event's share of a linked delete: the cascade counts of the ids it asked for."""
+    totals: dict[Ref, int] = dict.fromkeys(operation.refs, 0)
+    for memory_id, owners in zip(operation.ids, operation.owners, strict=True):
+        count = by_id.get(memory_id, 0)
+        if count:
+            for ref in owners:
+                totals[ref] += count
+    return totals

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import Message
 
@@ -293,8 +293,11 @@ class Flush:
                 job_id=outcome.job_id,
                 verified=outcome.verified,
             )
+            cascades = outcome.cascades
             for ref in operation.refs:
-                self._reports[ref].append(done)
+                self._reports[ref].append(
+                    done if cascades is None else replace(done, cascade_count=cascades[ref])
+                )
         finished: list[Ref] = []
         failed: list[Ref] = []
         failures, finished_at, remaining = self._failures, self._finished_at, self._remaining

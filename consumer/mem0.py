@@ -8,9 +8,19 @@ executor's job, not this module's.
 Error tree::
 
     Mem0Error
-    ├── TransientError   retriable: 408, 429, 5xx, timeout, broken connection
-    ├── AuthError        halts every call: 401, 403
-    └── RejectedError    this request is refused: any other 4xx
+    ├── TransientError     retriable: 408, 429, 5xx, timeout, broken connection
+    │   └── UncertainError a self-hosted 502 `unknown`: maybe deterministic, so retried a bounded
+    │                      number of times (MEM0_UNKNOWN_ERROR_RETRIES)
+    ├── AuthError          halts every call: 401, 403
+    │   └── AdminRoleError the self-hosted server's 403 "Admin role required." (a key without
+    │                      the admin role): halts too, and is probed with a delete, not a read
+    └── RejectedError      this request is refused: any other 4xx, a permanent 502 code
+        └── JobNotFound    a job id the API does not know (yet): see Executor._watch
+
+Every listing that resolves or verifies an erasure sees every stored record of its scope: on
+the Platform merged (Dream) and expired memories are asked for (`include_merged`,
+`show_expired`); on the self-hosted server, expired ones and the largest page (`top_k=1000`,
+the default being 20).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -45,7 +55,11 @@ from consumer.retry import Verdict, classify, parse_retry_after
 from consumer.slots import Slots
 
 __all__ = [
+    "ENTITY_TYPES",
+    "HALT_CAUSES",
+    "AdminRoleError",
     "AuthError",
+    "JobNotFound",
     "JobStatus",
     "Mem0Client",
     "Mem0Error",
@@ -53,6 +67,7 @@ __all__ = [
     "PlatformClient",
     "RejectedError",
     "TransientError",
+    "UncertainError",
     "make_http_client",
 ]
 
@@ -62,7 +77,15 @@ log = logging.getLogger(__name__)
 Observer = Callable[[str, str, float], None]
 
 _LIST_PAGE_SIZE = 200  # the Platform's maximum page size for POST /v3/memories/
+_OSS_TOP_K = 1000  # the self-hosted listing's largest page (its default is 20)
 _ERROR_MESSAGE_LIMIT = 300
+
+# Self-hosted 502 codes (server/errors.py): these two are the request's own fault and will not
+# pass on a retry; `unknown` may be either; every other code is an outage of a dependency.
+_PERMANENT_502_CODES = frozenset({"provider_auth_failed", "provider_bad_request"})
+_UNCERTAIN_502_CODE = "unknown"
+# Entity types of the Platform's /v2/entities/ routes.
+ENTITY_TYPES = ("user", "agent", "app", "run")
 
 
 class Mem0Error(Exception):
@@ -89,12 +112,30 @@ class TransientError(Mem0Error):
     retriable = True
 
 
+class UncertainError(TransientError):
+    """Retried, but a bounded number of times: the server cannot tell whether it will pass."""
+
+
 class AuthError(Mem0Error):
     halts = True
+    # What the key lacks, for the log line, /readyz and the metric.
+    cause: ClassVar[str] = "auth_refused"
+
+
+class AdminRoleError(AuthError):
+    cause = "admin_role_required"
 
 
 class RejectedError(Mem0Error):
     pass
+
+
+class JobNotFound(RejectedError):
+    pass
+
+
+# The halt causes, a bounded label set (`downstream_halted{cause}`).
+HALT_CAUSES = (AuthError.cause, AdminRoleError.cause)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +180,8 @@ def make_http_client(
 class Mem0Client(ABC):
     """What the executor needs of a Mem0 backend."""
 
-    caps: ClassVar[Capabilities]
+    # The backend's capabilities; an instance may narrow them (ERASE_USER_ENTITY=false).
+    default_caps: ClassVar[Capabilities]
     backend: ClassVar[str]
 
     def __init__(
@@ -150,7 +192,11 @@ class Mem0Client(ABC):
         observe: Observer | None = None,
         pace: AdaptiveRate | None = None,
         clock: Callable[[], float] = time.monotonic,
+        erase_user_entity: bool = True,
     ) -> None:
+        self.caps = self.default_caps
+        if not erase_user_entity:
+            self.caps = replace(self.caps, user_entities=False)
         self._http = http
         self._slots = Slots(max_concurrency)
         self._observe = observe or (lambda _op, _status, _seconds: None)
@@ -177,6 +223,23 @@ class Mem0Client(ABC):
     async def delete(self, memory_id: str) -> None:
         """Delete one memory; one that is already gone counts as deleted."""
 
+    async def delete_linked(self, memory_id: str) -> int:
+        """Delete one memory and those it superseded; how many of those went with it.
+
+        Only the Platform links memories (Dream's Supersede); the self-hosted server keeps no
+        such links, so there deleting the memory is all there is to do.
+        """
+        await self.delete(memory_id)
+        return 0
+
+    async def delete_entity(self, entity_type: str, entity_id: str) -> str | None:
+        """Start deleting an entity record; the job to watch, None when there is nothing to do."""
+        raise RejectedError("this backend keeps no entity records", operation="entity_delete")
+
+    async def entity_exists(self, entity_type: str, entity_id: str) -> bool:
+        """Whether an entity record is still there."""
+        return False
+
     @abstractmethod
     async def list_ids(self, scope: Scope, limit: int) -> list[str]:
         """Up to `limit` ids of the memories matching every entry of the scope (AND)."""
@@ -186,13 +249,14 @@ class Mem0Client(ABC):
         """Whether a memory is still there (read back to verify a delete)."""
 
     @abstractmethod
-    async def probe(self) -> None:
-        """A cheap authenticated call, to learn whether the downstream is back."""
+    async def probe(self, *, admin: bool = False) -> None:
+        """A cheap authenticated call, to learn whether the downstream is back; with `admin`,
+        one that needs the same permission as a filter delete yet deletes nothing."""
 
-    async def _read_back(self, path: str) -> bool:
+    async def _read_back(self, path: str, params: dict[str, str] | None = None) -> bool:
         """GET one memory: True when it is there; a 404 or a null body means it is gone."""
         try:
-            body = await self._send("get", "GET", path)
+            body = await self._send("get", "GET", path, params=params)
         except RejectedError as exc:
             if exc.status == 404:
                 return False
@@ -235,12 +299,20 @@ class Mem0Client(ABC):
             self.pace.succeeded(self._clock())
             return _json_or_none(response)
         message = f"HTTP {status} on {operation}: {_error_text(response)}"
+        if status == 502:
+            code = _error_code(response)
+            if code in _PERMANENT_502_CODES:
+                raise RejectedError(message, operation=operation, status=status)
+            if code == _UNCERTAIN_502_CODE:
+                raise UncertainError(message, operation=operation, status=status)
         if verdict is Verdict.RETRY:
             retry_after = parse_retry_after(response.retry_after, time.time())
             raise TransientError(
                 message, operation=operation, status=status, retry_after_s=retry_after
             )
         if verdict is Verdict.HALT:
+            if status == 403 and "admin role" in message.lower():
+                raise AdminRoleError(message, operation=operation, status=status)
             raise AuthError(message, operation=operation, status=status)
         raise RejectedError(message, operation=operation, status=status)
 
@@ -248,7 +320,7 @@ class Mem0Client(ABC):
 class PlatformClient(Mem0Client):
     """The hosted Platform API (`Authorization: Token`, paths with a trailing slash)."""
 
-    caps = PLATFORM
+    default_caps = PLATFORM
     backend = "platform"
 
     async def delete_all(self, scope: Scope) -> str | None:
@@ -263,7 +335,13 @@ class PlatformClient(Mem0Client):
         return str(job_id)
 
     async def job_status(self, job_id: str) -> JobStatus:
-        body = await self._send("job_status", "GET", f"/v1/event/{quote(job_id, safe='')}/")
+        try:
+            body = await self._send("job_status", "GET", f"/v1/event/{quote(job_id, safe='')}/")
+        except RejectedError as exc:
+            if exc.status == 404:
+                # Nothing promises that a new job is readable at once: the caller decides.
+                raise JobNotFound(str(exc), operation="job_status", status=404) from exc
+            raise
         if not isinstance(body, dict) or "status" not in body:
             raise TransientError("job status without a status", operation="job_status")
         error = body.get("error")
@@ -278,13 +356,46 @@ class PlatformClient(Mem0Client):
         path = f"/v1/memories/{quote(memory_id, safe='')}/"
         await self._send("delete", "DELETE", path, missing_ok=True)
 
+    async def delete_linked(self, memory_id: str) -> int:
+        path = f"/v1/memories/{quote(memory_id, safe='')}/"
+        body = await self._send(
+            "delete", "DELETE", path, params={"delete_linked": "true"}, missing_ok=True
+        )
+        count = body.get("cascade_count") if isinstance(body, dict) else None
+        # A count of another type is reported as none rather than trusted.
+        return count if type(count) is int and count >= 0 else 0
+
+    async def delete_entity(self, entity_type: str, entity_id: str) -> str | None:
+        try:
+            body = await self._send("entity_delete", "DELETE", _entity_path(entity_type, entity_id))
+        except RejectedError as exc:
+            if exc.status == 404:
+                return None  # no such entity: never made, or already deleted
+            raise
+        job_id = body.get("event_id") if isinstance(body, dict) else None
+        if not job_id:
+            raise TransientError(
+                "entity delete answered without an event_id", operation="entity_delete"
+            )
+        return str(job_id)
+
+    async def entity_exists(self, entity_type: str, entity_id: str) -> bool:
+        path = _entity_path(entity_type, entity_id)
+        try:
+            await self._send("entity_get", "GET", path)
+        except RejectedError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def list_ids(self, scope: Scope, limit: int) -> list[str]:
         if not scope.entities:
             raise ValueError("a listing needs an identifier")
         conditions: list[dict[str, Any]] = [{key: value} for key, value in scope.entities]
         if scope.metadata:
             conditions.append({"metadata": dict(scope.metadata)})
-        body = {"filters": {"AND": conditions}, "show_expired": True}
+        body = {"filters": {"AND": conditions}, **_EVERY_RECORD}
         ids: list[str] = []
         page = 1
         while len(ids) < limit:
@@ -309,7 +420,7 @@ class PlatformClient(Mem0Client):
         the OR of their filters (see consumer/scope_check.py)."""
         if not scopes or any(len(s.entities) != 1 or s.metadata for s in scopes):
             raise ValueError("a grouped listing takes single-identifier scopes")
-        body = {"filters": {"OR": [dict(s.entities) for s in scopes]}, "show_expired": True}
+        body = {"filters": {"OR": [dict(s.entities) for s in scopes]}, **_EVERY_RECORD}
         params = {"page": "1", "page_size": "1"}
         answer = await self._send("list", "POST", "/v3/memories/", params=params, json=body)
         results = answer.get("results") if isinstance(answer, dict) else None
@@ -317,16 +428,19 @@ class PlatformClient(Mem0Client):
         return not isinstance(results, list) or bool(results)
 
     async def exists(self, memory_id: str) -> bool:
-        return await self._read_back(f"/v1/memories/{quote(memory_id, safe='')}/")
+        return await self._read_back(
+            f"/v1/memories/{quote(memory_id, safe='')}/", params={"include_merged": "true"}
+        )
 
-    async def probe(self) -> None:
+    async def probe(self, *, admin: bool = False) -> None:
+        # The Platform has no roles: any authenticated read says the key works.
         await self._send("ping", "GET", "/v1/ping/")
 
 
 class OssClient(Mem0Client):
     """The self-hosted mem0 REST server (`X-API-Key`, no trailing slashes, no batch endpoint)."""
 
-    caps = OSS
+    default_caps = OSS
     backend = "oss"
 
     async def delete_all(self, scope: Scope) -> str | None:
@@ -351,7 +465,12 @@ class OssClient(Mem0Client):
     async def list_ids(self, scope: Scope, limit: int) -> list[str]:
         if not scope.entities:
             raise ValueError("a listing needs an identifier")
-        answer = await self._send("list", "GET", "/memories", params=scope.as_dict())
+        params = {
+            **scope.as_dict(),
+            "top_k": str(max(1, min(limit, _OSS_TOP_K))),
+            "show_expired": "true",
+        }
+        answer = await self._send("list", "GET", "/memories", params=params)
         results = answer.get("results", []) if isinstance(answer, dict) else answer or []
         return [str(memory["id"]) for memory in results][:limit]
 
@@ -359,9 +478,32 @@ class OssClient(Mem0Client):
         # A missing id answers 200 with null here.
         return await self._read_back(f"/memories/{quote(memory_id, safe='')}")
 
-    async def probe(self) -> None:
+    async def probe(self, *, admin: bool = False) -> None:
+        if admin:
+            # The permission a filter delete needs, exercised on a user no one has: a random
+            # UUID matches nothing, so nothing is deleted.
+            await self._send("ping", "DELETE", "/memories", params={"user_id": str(uuid.uuid4())})
+            return
         # No ping route: reading a random id is authenticated and answers 200 null.
         await self._send("ping", "GET", f"/memories/{uuid.uuid4()}", missing_ok=True)
+
+
+# Every stored record of a scope, in a Platform listing: expired ones, and Dream's merged
+# duplicates, which every read hides unless asked (the v3 body takes the flag beside filters).
+_EVERY_RECORD = {"show_expired": True, "include_merged": True}
+
+
+def _entity_path(entity_type: str, entity_id: str) -> str:
+    if entity_type not in ENTITY_TYPES:
+        raise ValueError(f"unknown entity type {entity_type!r}")
+    return f"/v2/entities/{entity_type}/{quote(entity_id, safe='')}/"
+
+
+def _error_code(response: Reply) -> str | None:
+    """The `code` of a self-hosted error body (server/errors.py), if there is one."""
+    body = _json_or_none(response)
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _json_or_none(response: Reply) -> Any:

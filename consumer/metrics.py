@@ -25,6 +25,7 @@ __all__ = [
     "DOWNSTREAM_HALTED",
     "DOWNSTREAM_OK",
     "EVENT_TYPES",
+    "HALT_CAUSES",
     "OPERATIONS",
     "OUTCOMES",
     "PREFIX",
@@ -40,7 +41,18 @@ PREFIX = "mem0_deletion_"
 UNKNOWN_TYPE = "unknown"  # an event that did not decode has no type
 EVENT_TYPES = (*(kind.value for kind in EventType), UNKNOWN_TYPE)
 OUTCOMES = ("deleted", "dead_lettered", "duplicate")
-OPERATIONS = ("delete_all", "job_status", "batch_delete", "delete", "list", "get")
+OPERATIONS = (
+    "delete_all",
+    "job_status",
+    "batch_delete",
+    "delete",
+    "list",
+    "get",
+    "entity_delete",
+    "entity_get",
+)
+# Why the downstream is halted (consumer.mem0's AuthError causes): `downstream_halted{cause}`.
+HALT_CAUSES = ("auth_refused", "admin_role_required")
 # The reasons of CONTRACT section 6, defined once with the dead-letter headers.
 # Why a call was tried again; `retry_reason` maps a status onto these.
 RETRY_REASONS = ("transport", "timeout", "rate_limited", "server_error", "job_failed", "other")
@@ -156,6 +168,12 @@ class Metrics:
         self.downstream_state = gauge(
             "downstream_state", "Mem0: 0 ok, 1 backing off, 2 halted (401/403)."
         )
+        self.downstream_halted = gauge(
+            "downstream_halted",
+            "1 while Mem0 calls are halted for this cause: auth_refused (401/403) or "
+            "admin_role_required (a self-hosted key without the admin role).",
+            ("cause",),
+        )
         self.last_commit_timestamp_seconds = gauge(
             "last_commit_timestamp_seconds", "Unix time of the last successful offset commit."
         )
@@ -198,6 +216,12 @@ class Metrics:
             result: self.verifications_total.labels(result) for result in VERIFICATION_RESULTS
         }
         self.downstream_state.set(DOWNSTREAM_OK)
+        self.halt_causes = {cause: self.downstream_halted.labels(cause) for cause in HALT_CAUSES}
+
+    def set_halt_cause(self, cause: str | None) -> None:
+        """The downstream halted for `cause`, or resumed (None)."""
+        for known, child in self.halt_causes.items():
+            child.set(1 if known == cause else 0)
 
     def observe_api_request(self, operation: str, status: str, seconds: float) -> None:
         """One Mem0 call; fits `consumer.mem0.Observer`. `status` is the code or 'error'."""

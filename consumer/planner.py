@@ -23,6 +23,7 @@ __all__ = [
     "PLATFORM",
     "Capabilities",
     "DeleteAll",
+    "DeleteEntity",
     "DeleteIds",
     "Operation",
     "Plan",
@@ -37,6 +38,7 @@ Ref = int
 _ScopeKey = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
 
 _IDS = EventType.MEMORIES_DELETED
+_USER = EventType.USER_DELETED
 
 # The identifier a payload type is about: without it the event would name a wider scope than
 # its type says (a SessionExpired with a blank run_id would otherwise delete the whole user).
@@ -57,14 +59,19 @@ class Capabilities:
     and_delete_all: bool = False
     # The self-hosted server filters by user, agent and run only.
     app_id_and_metadata: bool = True
+    # Mem0 generates every memory id as a UUID, on both backends; anything else names no
+    # memory (the Platform answers 400, the self-hosted default store 502 `unknown`).
     uuid_ids: bool = True
     # Without a batch endpoint, explicit ids fan out to single deletes.
     batch_endpoint: bool = True
+    # The Platform keeps an entity record per user (GET /v1/entities/), personal data of its
+    # own: a user erasure deletes it too (ERASE_USER_ENTITY turns that off).
+    user_entities: bool = True
 
 
 PLATFORM = Capabilities()
 OSS = Capabilities(
-    and_delete_all=True, app_id_and_metadata=False, uuid_ids=False, batch_endpoint=False
+    and_delete_all=True, app_id_and_metadata=False, batch_endpoint=False, user_entities=False
 )
 
 
@@ -89,21 +96,39 @@ class ResolveScope:
 
 
 @dataclass(slots=True)
+class DeleteEntity:
+    """The entity record of an erased user (a Platform job), beside the DeleteAll of the same
+    scope: the user's memories and the user's entity are two records of personal data."""
+
+    scope: Scope  # exactly ("user_id", value)
+    refs: tuple[Ref, ...]
+
+    @property
+    def entity_id(self) -> str:
+        return self.scope.entities[0][1]
+
+
+@dataclass(slots=True)
 class DeleteIds:
     """Explicit ids, at most `max_batch`; `first[i]` is the first event that asked for `ids[i]`,
-    and `shared` holds every asker of the (rare) ids that several events asked for."""
+    and `shared` holds every asker of the (rare) ids that several events asked for. `linked`:
+    each id goes with the memories it superseded (one call per id)."""
 
     ids: tuple[str, ...]
     first: tuple[Ref, ...]
     shared: dict[str, tuple[Ref, ...]] = field(default_factory=dict)
+    linked: bool = False
 
     @classmethod
-    def of(cls, ids: Sequence[str], owners: Sequence[Sequence[Ref]]) -> DeleteIds:
+    def of(
+        cls, ids: Sequence[str], owners: Sequence[Sequence[Ref]], *, linked: bool = False
+    ) -> DeleteIds:
         """Built from every id's askers (the form tests and callers find easiest)."""
         return cls(
             tuple(ids),
             tuple(refs[0] for refs in owners),
             {i: tuple(refs) for i, refs in zip(ids, owners, strict=True) if len(refs) > 1},
+            linked,
         )
 
     @property
@@ -123,7 +148,7 @@ class DeleteIds:
         return tuple(sorted(every))
 
 
-Operation = DeleteAll | ResolveScope | DeleteIds
+Operation = DeleteAll | ResolveScope | DeleteIds | DeleteEntity
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +227,12 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
     singles: dict[tuple[str, str], tuple[Scope, list[Ref]]] = {}
     # The others by their entries (tuples hash in C), with the scope.
     compound: dict[_ScopeKey, tuple[Scope, list[Ref]]] = {}
-    # The id requests, in two parallel lists: checked and merged together, below.
-    id_refs: list[Ref] = []
-    id_lists: list[tuple[str, ...]] = []
+    # The id requests: checked and merged together, below; those that want each id's history
+    # too (include_linked) apart.
+    plain, linked = _IdRequests(), _IdRequests()
+    # The users whose entity goes with their memories: user id -> the UserDeleted events.
+    entities: dict[str, list[Ref]] = {}
+    erase_entities = caps.user_entities
     app_id_ok = caps.app_id_and_metadata
 
     for ref, event in enumerate(events):
@@ -216,8 +244,9 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
             continue
         kind = event.type
         if kind is _IDS and event.memory_ids:
-            id_refs.append(ref)
-            id_lists.append(event.memory_ids)
+            requests = linked if event.include_linked else plain
+            requests.refs.append(ref)
+            requests.lists.append(event.memory_ids)
             continue
         scope = event.scope
         if scope is not None and not scope.metadata and len(scope.entities) == 1:
@@ -235,6 +264,8 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
                     singles[entry] = (scope, [ref])
                 else:
                     known[1].append(ref)
+                if erase_entities and kind is _USER:
+                    entities.setdefault(value, []).append(ref)
                 continue
         rejection = validate(event, caps)
         if rejection is not None:
@@ -247,31 +278,88 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
             else:
                 known[1].append(ref)
 
+    # Each user's entity beside its DeleteAll: they run concurrently (the entity job deletes
+    # the user's memories too, so neither waits on the other).
     if singles or compound:
         result.operations.extend(_scope_operations(singles, compound, caps))
-    if id_refs:
-        result.operations.extend(_id_operations(id_refs, id_lists, caps, result.rejected))
+    if entities:
+        result.operations.extend(
+            DeleteEntity(singles[("user_id", user_id)][0], tuple(refs))
+            for user_id, refs in entities.items()
+        )
+    if plain.refs or linked.refs:
+        result.operations.extend(_id_operations(plain, linked, caps, result.rejected))
     return result
 
 
+@dataclass(slots=True)
+class _IdRequests:
+    """Id requests in two parallel lists: `lists[i]` are the ids event `refs[i]` asked for."""
+
+    refs: list[Ref] = field(default_factory=list)
+    lists: list[tuple[str, ...]] = field(default_factory=list)
+
+    def keep_valid(self, caps: Capabilities, rejected: dict[Ref, Rejection]) -> None:
+        """Check every id in one pass; reject the events that fail, keep the others."""
+        if _ids_valid(list(chain.from_iterable(self.lists)), caps):
+            return
+        # Some event is bad: find it (them) and go on without.
+        verdicts = [_validate_ids(memory_ids, caps) for memory_ids in self.lists]
+        for ref, rejection in zip(self.refs, verdicts, strict=True):
+            if rejection is not None:
+                rejected[ref] = rejection
+        self.refs = [r for r, bad in zip(self.refs, verdicts, strict=True) if bad is None]
+        self.lists = [i for i, bad in zip(self.lists, verdicts, strict=True) if bad is None]
+
+    def batches(self, max_batch: int, *, linked: bool = False) -> list[Operation]:
+        ids = list(chain.from_iterable(self.lists))
+        return _id_batches(ids, self.refs, self.lists, max_batch, linked=linked)
+
+
 def _id_operations(
-    refs: list[Ref],
-    lists: list[tuple[str, ...]],
+    plain: _IdRequests,
+    linked: _IdRequests,
     caps: Capabilities,
     rejected: dict[Ref, Rejection],
 ) -> list[Operation]:
-    """The batches for the id requests, checked together (one pass over all ids)."""
-    ids = list(chain.from_iterable(lists))
-    if not _ids_valid(ids, caps):
-        # Some event is bad: find it (them) and go on without.
-        verdicts = [_validate_ids(memory_ids, caps) for memory_ids in lists]
-        for ref, rejection in zip(refs, verdicts, strict=True):
-            if rejection is not None:
-                rejected[ref] = rejection
-        refs = [r for r, bad in zip(refs, verdicts, strict=True) if bad is None]
-        lists = [i for i, bad in zip(lists, verdicts, strict=True) if bad is None]
-        ids = list(chain.from_iterable(lists))
-    return _id_batches(ids, refs, lists, caps.max_batch)
+    """The batches for the id requests: plain ones, then those that want each id's history."""
+    plain.keep_valid(caps, rejected)
+    linked.keep_valid(caps, rejected)
+    if linked.refs:
+        _hand_over_linked(plain, linked)
+    operations = plain.batches(caps.max_batch) if plain.refs else []
+    if linked.refs:
+        operations.extend(linked.batches(caps.max_batch, linked=True))
+    return operations
+
+
+def _hand_over_linked(plain: _IdRequests, linked: _IdRequests) -> None:
+    """Plain requests for ids that a linked request of the flush also names: the linked delete
+    serves them. Deleted plainly first, an id would take its links with it, and its linked
+    delete would then find nothing (404) and leave the memories it superseded behind."""
+    wanted = set(chain.from_iterable(linked.lists))
+    if all(wanted.isdisjoint(memory_ids) for memory_ids in plain.lists):
+        return
+    kept = _IdRequests()
+    for ref, memory_ids in zip(plain.refs, plain.lists, strict=True):
+        if wanted.isdisjoint(memory_ids):
+            kept.refs.append(ref)
+            kept.lists.append(memory_ids)
+            continue
+        linked.refs.append(ref)
+        linked.lists.append(tuple(i for i in memory_ids if i in wanted))
+        rest = tuple(i for i in memory_ids if i not in wanted)
+        if rest:
+            kept.refs.append(ref)
+            kept.lists.append(rest)
+    plain.refs, plain.lists = kept.refs, kept.lists
+    # Back in flush order, so that each id's askers are listed in it as everywhere else.
+    pairs = sorted(zip(linked.refs, linked.lists, strict=True), key=_first)
+    linked.refs, linked.lists = [ref for ref, _ in pairs], [ids for _, ids in pairs]
+
+
+def _first(pair: tuple[Ref, tuple[str, ...]]) -> Ref:
+    return pair[0]
 
 
 def _scope_operations(
@@ -353,7 +441,12 @@ def _covering(
 
 
 def _id_batches(
-    ids: list[str], refs: list[Ref], lists: list[tuple[str, ...]], max_batch: int
+    ids: list[str],
+    refs: list[Ref],
+    lists: list[tuple[str, ...]],
+    max_batch: int,
+    *,
+    linked: bool = False,
 ) -> list[Operation]:
     """Every requested id exactly once, in batches of at most `max_batch`, in first-seen order.
 
@@ -375,5 +468,7 @@ def _id_batches(
     for start in range(0, len(ids), max_batch):
         chunk = ids[start : start + max_batch]
         shared = {i: tuple(askers[i]) for i in chunk if i in askers} if askers else {}
-        batches.append(DeleteIds(tuple(chunk), tuple(firsts[start : start + max_batch]), shared))
+        batches.append(
+            DeleteIds(tuple(chunk), tuple(firsts[start : start + max_batch]), shared, linked)
+        )
     return batches

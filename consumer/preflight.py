@@ -4,6 +4,8 @@ librdkafka checks its properties when a client is built; `build_client` turns it
 a `SettingsError` named after the offending property's `KAFKA_*` variable. `check_topics` asks
 the cluster whether the topics exist. A cluster that does not answer in time is not a
 configuration error: the consumer retries and reports not ready, so that only logs a warning.
+`check_admin_role` asks a self-hosted Mem0 server whether the key may delete by filter (it
+needs the admin role); a server that does not answer is likewise only a warning.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 
+from consumer.mem0 import AdminRoleError, Mem0Client, Mem0Error
 from consumer.settings import Settings, SettingsError, property_variable
 
-__all__ = ["TOPIC_CHECK_TIMEOUT_S", "build_client", "check_topics", "missing_topics"]
+__all__ = [
+    "TOPIC_CHECK_TIMEOUT_S",
+    "build_client",
+    "check_admin_role",
+    "check_topics",
+    "missing_topics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +99,24 @@ async def check_topics(
     error = missing_topics(settings, metadata.topics)
     if error is not None:
         raise error
+
+
+async def check_admin_role(client: Mem0Client, *, timeout_s: float = TOPIC_CHECK_TIMEOUT_S) -> None:
+    """On the self-hosted backend: raise `SettingsError` when the key lacks the admin role.
+
+    The probe is the permission itself, a filter delete of a random UUID user: it matches
+    nothing, so nothing is deleted. Any other failure (no answer, a 5xx, a 401) is left to the
+    running consumer, which retries or halts as for any call.
+    """
+    if client.backend != "oss":
+        return
+    try:
+        await asyncio.wait_for(client.probe(admin=True), timeout_s)
+    except AdminRoleError as exc:
+        raise SettingsError(
+            "MEM0_API_KEY",
+            "the self-hosted server requires the admin role for DELETE /memories and this key "
+            "lacks it; use an admin key",
+        ) from exc
+    except (Mem0Error, TimeoutError) as exc:
+        log.warning("admin role not checked: %s", type(exc).__name__)

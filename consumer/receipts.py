@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from consumer.events import DeletionEvent
-from consumer.planner import DeleteAll, DeleteIds, Operation
+from consumer.planner import DeleteAll, DeleteEntity, DeleteIds, Operation
 
 __all__ = [
     "COMPLETED",
@@ -42,12 +42,15 @@ DEAD_LETTERED: Final = "DEAD_LETTERED"
 class OperationReport:
     """One Mem0 operation that served an event: what it was and how it went."""
 
-    kind: str  # delete_all, resolve_scope or delete_ids
+    # delete_all, resolve_scope, delete_ids, delete_linked or delete_entity
+    kind: str
     identifiers: tuple[str, ...]  # names only: user_id, run_id, metadata, memory_id...
     calls: int
     last_http_status: int | None = None
     job_id: str | None = None
     verified: bool = False
+    # delete_linked: the superseded memories that went with this event's ids.
+    cascade_count: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class OperationReport:
             "last_http_status": self.last_http_status,
             "job_id": self.job_id,
             "verified": self.verified,
+            "cascade_count": self.cascade_count,
         }
 
     @classmethod
@@ -68,6 +72,7 @@ class OperationReport:
             last_http_status=record.get("last_http_status"),
             job_id=record.get("job_id"),
             verified=bool(record.get("verified", False)),
+            cascade_count=record.get("cascade_count"),
         )
 
 
@@ -82,7 +87,10 @@ def operation_report(
     """The report of a planned operation; it keeps the scope's key names, not its values."""
     names: tuple[str, ...]
     if isinstance(operation, DeleteIds):
-        kind, names = "delete_ids", ("memory_id",)
+        kind = "delete_linked" if operation.linked else "delete_ids"
+        names = ("memory_id",)
+    elif isinstance(operation, DeleteEntity):
+        kind, names = "delete_entity", ("user_id",)
     elif isinstance(operation, DeleteAll):
         kind, names = "delete_all", operation.scope.key_names()
     else:

@@ -17,7 +17,7 @@ from consumer.health import HealthServer
 from consumer.lag import LagMonitor, lag_client_config
 from consumer.mem0 import Mem0Client, OssClient, PlatformClient, make_http_client
 from consumer.metrics import Metrics, retry_reason
-from consumer.preflight import build_client, check_topics
+from consumer.preflight import build_client, check_admin_role, check_topics
 from consumer.producer import AsyncProducer
 from consumer.receipt_codec import ReceiptEncoder
 from consumer.receipt_sink import ReceiptSink
@@ -52,7 +52,12 @@ def make_mem0_client(
         transport=transport,
         kind=settings.mem0_http_client,
     )
-    return kind(http, max_concurrency=settings.mem0_max_concurrency, observe=observe)
+    return kind(
+        http,
+        max_concurrency=settings.mem0_max_concurrency,
+        observe=observe,
+        erase_user_entity=settings.erase_user_entity,
+    )
 
 
 # librdkafka validates properties when a client is built: a bad one is a bad setting.
@@ -85,9 +90,11 @@ async def serve(
     )
     try:
         await check_topics(settings, consumer.list_topics)
+        await check_admin_role(client)
     except SettingsError:
         consumer.close()
         producer.close(0)
+        await client.aclose()
         raise
     receipts = None
     if settings.receipts_topic:
@@ -111,6 +118,7 @@ async def serve(
         client,
         probe_interval_s=settings.mem0_probe_interval_s,
         on_change=metrics.downstream_state.set,
+        on_halt_cause=metrics.set_halt_cause,
     )
     policy = RetryPolicy(
         base_s=settings.retry_base_ms / 1000,
@@ -123,6 +131,8 @@ async def serve(
         downstream,
         policy,
         job_poll_s=settings.mem0_job_poll_interval_ms / 1000,
+        job_not_found_grace_s=settings.mem0_job_not_found_grace_s,
+        uncertain_retries=settings.mem0_unknown_error_retries,
         on_retry=lambda operation, status: metrics.observe_retry(operation, retry_reason(status)),
         verify=VerifyPolicy(
             enabled=settings.verify_deletes,

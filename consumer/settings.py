@@ -135,6 +135,11 @@ class Settings:
     mem0_batch_size: int = 1000
     mem0_timeout_s: float = 30.0
     mem0_job_poll_interval_ms: int = 100
+    # Nothing documents how soon a new Platform job is readable: a 404 this soon is waited out.
+    mem0_job_not_found_grace_s: float = 10.0
+    # A self-hosted 502 `unknown` may be deterministic: tried this many more times, at most.
+    mem0_unknown_error_retries: int = 5
+    erase_user_entity: bool = True
     verify_deletes: bool = True
     verify_sample_share: float = 0.001  # one id of a full batch of 1000
     verify_max_rounds: int = 3
@@ -300,6 +305,14 @@ _OPTIONS = (
     _Option("MEM0_TIMEOUT_S", "mem0_timeout_s", "timeout of one Mem0 call, seconds"),
     _Option("MEM0_JOB_POLL_INTERVAL_MS", "mem0_job_poll_interval_ms",
             "interval between job status polls"),
+    _Option("MEM0_JOB_NOT_FOUND_GRACE_S", "mem0_job_not_found_grace_s",
+            "how long a Platform job that answers 404 is taken for one not yet readable, "
+            "seconds; then its delete is issued again"),
+    _Option("MEM0_UNKNOWN_ERROR_RETRIES", "mem0_unknown_error_retries",
+            "retries of a self-hosted 502 with code unknown before retries_exhausted"),
+    _Option("ERASE_USER_ENTITY", "erase_user_entity",
+            "a UserDeleted also deletes the user's Platform entity record "
+            "(DELETE /v2/entities/user/{id}/)", kind="bool"),
     _Option("VERIFY_DELETES", "verify_deletes",
             "check each delete afterwards (list the scope, read a sample of ids back) and "
             "delete again what is left", kind="bool"),
@@ -605,6 +618,13 @@ def _build(src: _Sources, *, needs_mem0: bool) -> Settings:
         mem0_job_poll_interval_ms=src.value(
             "MEM0_JOB_POLL_INTERVAL_MS", _integer(1, 60_000), d.mem0_job_poll_interval_ms
         ),
+        mem0_job_not_found_grace_s=src.value(
+            "MEM0_JOB_NOT_FOUND_GRACE_S", _number(0, 3600), d.mem0_job_not_found_grace_s
+        ),
+        mem0_unknown_error_retries=src.value(
+            "MEM0_UNKNOWN_ERROR_RETRIES", _integer(0, 1000), d.mem0_unknown_error_retries
+        ),
+        erase_user_entity=src.value("ERASE_USER_ENTITY", _bool, d.erase_user_entity),
         verify_deletes=src.value("VERIFY_DELETES", _bool, d.verify_deletes),
         verify_sample_share=src.value("VERIFY_SAMPLE_SHARE", _number(0, 1), d.verify_sample_share),
         verify_max_rounds=src.value("VERIFY_MAX_ROUNDS", _integer(0, 100), d.verify_max_rounds),

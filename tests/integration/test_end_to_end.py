@@ -97,14 +97,18 @@ def test_each_event_type_deletes_exactly_its_memories(
     delete_alls = [c for c in calls if c["operation"] == "delete_all"]
     # One identifier per Platform delete_all: the user deletion only; compound scopes resolve.
     assert [c["query"] for c in delete_alls] == [{"user_id": "u1"}]
-    # Verification reads a sample of the deleted ids back: gone, they answer 404.
-    assert all(c["status"] == (404 if c["operation"] == "get" else 200) for c in calls)
+    # Verification reads a sample of the deleted ids back, and the user's entity: gone, they
+    # answer 404.
+    read_backs = ("get", "entity_get")
+    assert all(c["status"] == (404 if c["operation"] in read_backs else 200) for c in calls)
     assert {c["operation"] for c in calls} >= {
         "delete_all",
         "job_status",
         "list",
         "batch_delete",
         "get",
+        "entity_delete",
+        "entity_get",
     }
 
 

@@ -91,7 +91,13 @@ def test_retry_after_is_respected(kafka: str, topics: Topics, sandbox: Sandbox) 
     sandbox.set_faults(rate_limit_rate=1.0, retry_after_s=1)
     ends = publish(kafka, topics.input, encoded([event(EventType.USER_DELETED, user_id="slow")]))
     with RunningConsumer(make_settings(kafka, sandbox.url, topics)):
-        wait_for(lambda: len(faulted(sandbox, "rate_limit")) >= 3, "three 429s", 30)
+        wait_for(
+            lambda: (
+                sum(c["operation"] == "delete_all" for c in faulted(sandbox, "rate_limit")) >= 3
+            ),
+            "three 429s on delete_all",
+            30,
+        )
         sandbox.set_faults(rate_limit_rate=0.0)
         wait_committed(kafka, topics.group, ends)
     limited = [c["at"] for c in sandbox.calls() if c["operation"] == "delete_all"]
@@ -243,8 +249,8 @@ def watch_until_committed(
 def test_the_operations_budget_bounds_the_mem0_work_queued(
     kafka: str, topics: Topics, sandbox: Sandbox
 ) -> None:
-    # Plenty of room for events, little for operations: user deletions plan one each, so the
-    # operations budget is what holds them back.
+    # Plenty of room for events, little for operations: user deletions plan one each (their
+    # entity records left out), so the operations budget is what holds them back.
     users = 120
     seed(sandbox, [{"user_id": f"b{n}", "memory": "x"} for n in range(users)])
     sandbox.set_faults(latency_ms=15)
@@ -260,6 +266,7 @@ def test_the_operations_budget_bounds_the_mem0_work_queued(
         MEM0_MAX_CONCURRENCY="4",
         MAX_IN_FLIGHT_EVENTS="10000",
         MAX_IN_FLIGHT_OPERATIONS="8",
+        ERASE_USER_ENTITY="false",
     )
     with RunningConsumer(settings) as consumer:
         peaks = watch_until_committed(consumer, kafka, topics, ends)

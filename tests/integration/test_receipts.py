@@ -121,7 +121,12 @@ def test_every_record_of_a_mixed_run_has_one_receipt_with_the_right_outcome(
     assert second.operations == first.operations and second.outcome == COMPLETED
 
     expected = {
-        for_ann.event_id: (COMPLETED, None, [("delete_all", ("user_id",))]),
+        # A user erasure deletes the user's entity too, beside its memories.
+        for_ann.event_id: (
+            COMPLETED,
+            None,
+            [("delete_all", ("user_id",)), ("delete_entity", ("user_id",))],
+        ),
         session.event_id: (COMPLETED, None, [("resolve_scope", ("user_id", "run_id"))]),
         scope.event_id: (
             COMPLETED,
@@ -136,7 +141,8 @@ def test_every_record_of_a_mixed_run_has_one_receipt_with_the_right_outcome(
         for receipt in by_event[event_id]:
             assert receipt.outcome == outcome, receipt
             assert receipt.dlq_reason == dlq_reason
-            assert [(op.kind, op.identifiers) for op in receipt.operations] == operations
+            # Operations that run at once are listed as they finished.
+            assert sorted((op.kind, op.identifiers) for op in receipt.operations) == operations
             assert receipt.consumer_group == topics.group
             assert receipt.reason == "GDPR" and receipt.source == "test"
             if outcome == COMPLETED:
@@ -148,8 +154,9 @@ def test_every_record_of_a_mixed_run_has_one_receipt_with_the_right_outcome(
                 )
             else:
                 assert not receipt.verified and receipt.time_to_erasure_ms is None
-    (ann_op,) = first.operations
-    assert ann_op.job_id and ann_op.last_http_status == 200 and ann_op.calls >= 3
+    ann_ops = {op.kind: op for op in first.operations}
+    for ann_op in ann_ops.values():  # the delete_all and the entity deletion: jobs both
+        assert ann_op.job_id and ann_op.last_http_status == 200 and ann_op.calls >= 3
     # One id batch served both id events: each lists it, with the batch's calls.
     assert by_event[by_ids.event_id][0].operations == by_event[poisoned.event_id][0].operations
     assert by_event[poisoned.event_id][0].operations[0].last_http_status is not None
@@ -157,7 +164,8 @@ def test_every_record_of_a_mixed_run_has_one_receipt_with_the_right_outcome(
     # Verification: a listing after the job, a sample of the batch read back, compound scopes.
     calls = Counter(c["operation"] for c in sandbox.calls())
     assert calls["get"] >= 1 and calls["list"] >= 3
-    assert verifications == {"passed": 4, "redeleted": 0, "failed": 0}
+    # The user's memories and entity, the compound scopes, the batch.
+    assert verifications == {"passed": 5, "redeleted": 0, "failed": 0}
     assert remaining_ids(sandbox) == {
         i for i, m in memories.items() if m.get("run_id") == other_run or i in eve_ids
     } | {dan_ids[2]}
@@ -209,7 +217,12 @@ def test_a_job_that_leaves_memories_behind_is_redeleted_then_dead_lettered(
     sandbox.set_faults(leave_behind_rate=1.0)  # every job SUCCEEDS and deletes nothing
     gone = event(EventType.USER_DELETED, user_id=user)
     ends = publish(kafka, topics.input, encoded([gone]))
-    with RunningConsumer(with_receipts(kafka, sandbox, topics, VERIFY_MAX_ROUNDS="2")) as consumer:
+    # The user's entity job would delete the memories its delete_all left: this test is about
+    # the delete_all's own check, so the entity stays out of it.
+    settings = with_receipts(
+        kafka, sandbox, topics, VERIFY_MAX_ROUNDS="2", ERASE_USER_ENTITY="false"
+    )
+    with RunningConsumer(settings) as consumer:
         wait_committed(kafka, topics.group, ends)
         failed = consumer.metric(P + "verifications_total", result="failed")
         dead = consumer.metric(P + "dlq_messages_total", reason="verification_failed")
@@ -254,7 +267,7 @@ def test_scopes_finishing_together_are_verified_by_one_grouped_listing(
         messages = receipts_of(kafka, topics, expected=len(events))
 
     assert remaining_ids(sandbox) == set()
-    assert passed == len(users)
+    assert passed == 2 * len(users)  # each user's memories, and its entity read back
     assert all(r.verified for r in decoded(messages))
     listings = [c for c in sandbox.calls() if c["operation"] == "list"]
     grouped = [c["body"]["filters"]["OR"] for c in listings]
@@ -275,8 +288,14 @@ def test_verify_deletes_false_makes_no_verification_call(
         event(EventType.MEMORIES_DELETED, memory_ids=ids),
     ]
     ends = publish(kafka, topics.input, encoded(events))
+    # Without the entity job, which would delete the memories the delete_all left.
     settings = with_receipts(
-        kafka, sandbox, topics, VERIFY_DELETES="false", VERIFY_SAMPLE_SHARE="1"
+        kafka,
+        sandbox,
+        topics,
+        VERIFY_DELETES="false",
+        VERIFY_SAMPLE_SHARE="1",
+        ERASE_USER_ENTITY="false",
     )
     with RunningConsumer(settings) as consumer:
         wait_committed(kafka, topics.group, ends)

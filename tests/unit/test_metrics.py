@@ -34,6 +34,7 @@ ALLOWED_LABELS = {
     "topic",
     "partition",
     "result",
+    "cause",  # downstream_halted: auth_refused or admin_role_required
 }
 
 
@@ -287,3 +288,19 @@ def _samples(registry: CollectorRegistry) -> list[Any]:
         for sample in family.samples
         if not sample.name.endswith("_created")
     ]
+
+
+def test_the_halt_cause_is_one_series_at_a_time(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    from consumer.mem0 import HALT_CAUSES
+    from consumer.metrics import HALT_CAUSES as LABELLED
+
+    assert set(LABELLED) == set(HALT_CAUSES)
+    for cause in HALT_CAUSES:
+        assert value(registry, "downstream_halted", cause=cause) == 0
+    metrics.set_halt_cause("admin_role_required")
+    assert value(registry, "downstream_halted", cause="admin_role_required") == 1
+    assert value(registry, "downstream_halted", cause="auth_refused") == 0
+    metrics.set_halt_cause(None)
+    assert value(registry, "downstream_halted", cause="admin_role_required") == 0

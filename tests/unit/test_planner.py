@@ -20,6 +20,7 @@ from consumer.planner import (
     PLATFORM,
     Capabilities,
     DeleteAll,
+    DeleteEntity,
     DeleteIds,
     Operation,
     Plan,
@@ -60,8 +61,8 @@ def scoped(event_id: str | None = None, **filters: Any) -> DeletionEvent:
     return DeletionEvent(event_id or _eid(), 1, EventType.SCOPE_DELETED, Scope.of(**filters))
 
 
-def memories(*ids: str, event_id: str | None = None) -> DeletionEvent:
-    raw = {"memory_ids": list(ids), "user_id": None}
+def memories(*ids: str, event_id: str | None = None, linked: bool = False) -> DeletionEvent:
+    raw = {"memory_ids": list(ids), "user_id": None, "include_linked": linked}
     return event_from_record(
         {
             "event_id": event_id or _eid(),
@@ -75,13 +76,23 @@ def served(result: Plan) -> set[int]:
     return {ref for op in result.operations for ref in op.refs}
 
 
+def entity(user_id: str, refs: tuple[int, ...]) -> DeleteEntity:
+    return DeleteEntity(Scope.of(user_id=user_id), refs)
+
+
+def user_ops(caps: Capabilities, user_id: str, refs: tuple[int, ...]) -> list[Operation]:
+    """A user erasure: its memories, and on the Platform its entity record too."""
+    scope = DeleteAll(Scope.of(user_id=user_id), refs)
+    return [scope, entity(user_id, refs)] if caps.user_entities else [scope]
+
+
 # One event type at a time, on both backends
 
 
 @BACKENDS
 def test_user_deleted_is_one_delete_all_with_one_identifier(caps: Capabilities) -> None:
     result = plan([user(" alice ")], caps)
-    assert result.operations == [DeleteAll(Scope.of(user_id="alice"), (0,))]
+    assert result.operations == user_ops(caps, "alice", (0,))
     assert not result.rejected and not result.duplicates
 
 
@@ -181,19 +192,20 @@ def test_an_invalid_event_does_not_stop_the_valid_ones() -> None:
     result = plan(events, PLATFORM)
     assert set(result.rejected) == {0, 2}
     assert result.operations == [
-        DeleteAll(Scope.of(user_id="alice"), (1,)),
+        *user_ops(PLATFORM, "alice", (1,)),
         DeleteIds.of((UUIDS[0],), ((3,),)),
     ]
 
 
+@BACKENDS
 @pytest.mark.parametrize("memory_id", ["mem-1", "42", "not_a_uuid", UUIDS[0].replace("-", "")])
-def test_a_non_uuid_id_is_refused_on_the_platform_only(memory_id: str) -> None:
-    platform = plan([memories(UUIDS[0], memory_id)], PLATFORM)
-    assert platform.operations == []
-    assert platform.rejected[0].reason == "invalid_scope"
-    oss = plan([memories(UUIDS[0], memory_id)], OSS)
-    assert not oss.rejected
-    assert oss.operations == [DeleteIds.of((UUIDS[0], memory_id), ((0,), (0,)))]
+def test_a_non_uuid_id_is_refused_on_both_backends(caps: Capabilities, memory_id: str) -> None:
+    # Mem0 makes every id a UUID; the self-hosted default store answers 502 `unknown` to
+    # anything else, which would be retried before it is given up on.
+    result = plan([memories(UUIDS[0], memory_id)], caps)
+    assert result.operations == []
+    assert result.rejected[0].reason == "invalid_scope"
+    assert result.rejected[0].message == "a memory id is not a UUID"
 
 
 def test_an_upper_case_uuid_is_a_uuid() -> None:
@@ -222,7 +234,7 @@ def test_a_redelivered_event_is_a_duplicate_of_the_first(caps: Capabilities) -> 
     result = plan(events, caps)
     assert result.duplicates == {2: 0, 3: 1}
     assert result.operations == [
-        DeleteAll(Scope.of(user_id="alice"), (0,)),
+        *user_ops(caps, "alice", (0,)),
         DeleteIds.of((UUIDS[0],), ((1,),)),
     ]
     assert not result.rejected
@@ -247,6 +259,8 @@ def test_same_id_with_another_request_is_carried_out_too() -> None:
     assert result.operations == [
         DeleteAll(Scope.of(user_id="alice"), (0,)),
         DeleteAll(Scope.of(user_id="bob"), (1,)),
+        entity("alice", (0,)),
+        entity("bob", (1,)),
     ]
 
 
@@ -256,7 +270,7 @@ def test_same_id_same_scope_but_other_timestamp_is_not_a_duplicate() -> None:
     result = plan([one, two], PLATFORM)
     assert result.duplicates == {}
     # Equal scopes still make a single call that serves both.
-    assert result.operations == [DeleteAll(Scope.of(user_id="alice"), (0, 1))]
+    assert result.operations == user_ops(PLATFORM, "alice", (0, 1))
 
 
 def test_a_copy_is_compared_with_the_first_of_its_id_only() -> None:
@@ -281,6 +295,8 @@ def test_a_user_delete_covers_that_users_sessions_and_scopes() -> None:
     assert result.operations == [
         DeleteAll(Scope.of(user_id="alice"), (0, 1, 2)),
         ResolveScope(Scope.of(run_id="r2", user_id="bob"), (3,)),
+        # Only the user erasure asked for the entity, not the scopes it covers.
+        entity("alice", (2,)),
     ]
 
 
@@ -310,7 +326,7 @@ def test_overlapping_scopes_that_do_not_cover_each_other_stay_apart() -> None:
 
 
 def test_same_value_under_another_key_never_covers() -> None:
-    result = plan([user("x"), session("r", agent_id="x")], PLATFORM)
+    result = plan([user("x"), session("r", agent_id="x")], OSS)
     assert len(result.operations) == 2
 
 
@@ -418,7 +434,11 @@ RAW_EVENT = st.one_of(
         OCCURRED,
         st.just("MemoriesDeleted"),
         st.fixed_dictionaries(
-            {"memory_ids": st.lists(st.sampled_from(MEMORY_IDS), max_size=5), "user_id": OPT_ID}
+            {
+                "memory_ids": st.lists(st.sampled_from(MEMORY_IDS), max_size=5),
+                "user_id": OPT_ID,
+                "include_linked": st.booleans(),
+            }
         ),
     ),
 )
@@ -449,6 +469,7 @@ CAPS = st.builds(
     replace,
     st.sampled_from([PLATFORM, OSS]),
     max_batch=st.sampled_from([1, 2, 3, 7, 1000]),
+    user_entities=st.booleans(),
 )
 
 
@@ -464,6 +485,7 @@ class Asked:
     identifiers: Mapping[str, str]
     metadata: Mapping[str, str]
     ids: tuple[str, ...]
+    linked: bool = False
 
     @property
     def entries(self) -> set[tuple[str, str]]:
@@ -475,6 +497,7 @@ class Asked:
             tuple(sorted(self.identifiers.items())),
             tuple(sorted(self.metadata.items())),
             self.ids,
+            self.linked,
             raw.occurred_at,
         )
 
@@ -483,7 +506,8 @@ def asked(raw: Raw) -> Asked:
     kind = raw.record_name.rsplit(".", 1)[-1]
     if kind == "MemoriesDeleted":
         ids = [c for i in raw.body["memory_ids"] if (c := _clean(i)) is not None]
-        return Asked(kind, {}, {}, tuple(dict.fromkeys(ids)))
+        linked = bool(raw.body.get("include_linked", False))
+        return Asked(kind, {}, {}, tuple(dict.fromkeys(ids)), linked)
     identifiers = {k: c for k in ENTITY_KEYS if (c := _clean(raw.body.get(k))) is not None}
     metadata = {
         k: c
@@ -525,6 +549,8 @@ def apply(
     deleted: set[str] = set()
     sent: set[str] = set()
     for op in operations:
+        if isinstance(op, DeleteEntity):
+            continue  # an entity record, not a memory (checked apart)
         if isinstance(op, DeleteIds):
             sent.update(op.ids)
             deleted.update(m["id"] for m in store if m["id"] in op.ids)
@@ -583,7 +609,20 @@ def test_a_plan_deletes_exactly_what_the_valid_events_ask(
         assert categories.count(True) == 1, (ref, categories)
     assert by_ref == set(carried)
 
-    scope_ops = [op for op in result.operations if not isinstance(op, DeleteIds)]
+    # (h) an entity deletion for each user a carried-out UserDeleted names, serving exactly
+    # those events, where the backend keeps entities; never otherwise
+    entity_ops = [op for op in result.operations if isinstance(op, DeleteEntity)]
+    users: dict[str, list[int]] = {}
+    for ref in carried:
+        if requests[ref].kind == "UserDeleted":
+            users.setdefault(requests[ref].identifiers["user_id"], []).append(ref)
+    expected_entities = (
+        {(user_id, tuple(refs)) for user_id, refs in users.items()} if caps.user_entities else set()
+    )
+    assert {(op.entity_id, op.refs) for op in entity_ops} == expected_entities
+    assert len(entity_ops) == len(expected_entities)
+
+    scope_ops = [op for op in result.operations if isinstance(op, DeleteAll | ResolveScope)]
     batches = [op for op in result.operations if isinstance(op, DeleteIds)]
     for op in scope_ops:
         # (b) never a filter without an identifier; the Platform gets one identifier per
@@ -622,6 +661,10 @@ def test_a_plan_deletes_exactly_what_the_valid_events_ask(
         assert len(batch.owners) == len(batch.ids)
         for memory_id, owners in zip(batch.ids, batch.owners, strict=True):
             assert owners == tuple(ref for ref in carried if memory_id in requests[ref].ids)
+            # (i) an id goes with its history exactly when a carried-out event asked so
+            assert batch.linked == any(
+                requests[ref].linked for ref in carried if memory_id in requests[ref].ids
+            )
 
     # (f) deterministic
     assert plan(list(events), caps) == result
