@@ -3,54 +3,21 @@ superseded ones shown unless `latest_only`, and `delete_linked` deleting the cha
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from consumer.sandbox import Sandbox
-
-API_KEY = "test-key"
-PLATFORM = {"Authorization": f"Token {API_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(api_key=API_KEY, seed=11) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def api(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers=PLATFORM) as client:
-        yield client
-
-
-def remaining(sandbox: Sandbox) -> set[str]:
-    return {m["id"] for m in sandbox.memories()}
+from tests.integration.sandbox.helpers import ADMIN_KEY as API_KEY
+from tests.integration.sandbox.helpers import remaining, wait_for_job
 
 
 def listed(api: httpx.Client, **flags: Any) -> list[str]:
     response = api.post("/v3/memories/", json={"filters": {"user_id": "u"}, **flags})
     assert response.status_code == 200, response.text
     return [m["id"] for m in response.json()["results"]]
-
-
-def wait_for_job(api: httpx.Client, event_id: str, timeout: float = 3.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = api.get(f"/v1/event/{event_id}/").json()
-        if job["status"] in ("SUCCEEDED", "FAILED") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.02)
 
 
 # seeding and the admin view
@@ -254,15 +221,6 @@ def test_a_poisoned_linked_memory_blocks_the_whole_delete(
 
 
 # the official SDK
-
-
-@pytest.fixture(scope="module")
-def memory_client_class(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEM0_TELEMETRY", "false")
-        patch.setenv("MEM0_DIR", str(tmp_path_factory.mktemp("mem0")))
-        from mem0 import MemoryClient
-    return MemoryClient
 
 
 def test_sdk_include_merged_and_delete_linked(sandbox: Sandbox, memory_client_class: Any) -> None:

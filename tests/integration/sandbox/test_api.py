@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,56 +16,12 @@ import httpx
 import pytest
 
 from consumer.sandbox import Faults, Sandbox
-
-API_KEY = "test-key"
-PLATFORM = {"Authorization": f"Token {API_KEY}"}
-OSS = {"X-API-Key": API_KEY}
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(api_key=API_KEY, seed=7) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def api(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers=PLATFORM) as client:
-        yield client
-
-
-@pytest.fixture
-def oss(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers=OSS) as client:
-        yield client
-
-
-@pytest.fixture
-def admin(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url) as client:
-        yield client
-
-
-def remaining(sandbox: Sandbox) -> set[str]:
-    return {m["id"] for m in sandbox.memories()}
+from tests.integration.sandbox.helpers import ADMIN_KEY as API_KEY
+from tests.integration.sandbox.helpers import OSS, PLATFORM, remaining, wait_for_job
 
 
 def batch(api: httpx.Client, ids: list[str]) -> httpx.Response:
     return api.request("DELETE", "/v1/batch/", json={"memories": [{"memory_id": i} for i in ids]})
-
-
-def wait_for_job(api: httpx.Client, event_id: str, timeout: float = 3.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = api.get(f"/v1/event/{event_id}/").json()
-        if job["status"] in ("SUCCEEDED", "FAILED") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.02)
 
 
 # ping and authentication
@@ -567,7 +522,7 @@ def test_a_stopped_sandbox_can_start_again() -> None:
 
 
 def test_command_line_server_prints_its_url_and_stops_on_sigterm() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     command = [sys.executable, "-m", "consumer.sandbox", "--port", "0", "--api-key", API_KEY]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
@@ -581,16 +536,6 @@ def test_command_line_server_prints_its_url_and_stops_on_sigterm() -> None:
 
 
 # the official SDK
-
-
-@pytest.fixture(scope="module")
-def memory_client_class(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with pytest.MonkeyPatch.context() as patch:
-        # Read when mem0 is imported: no telemetry, and no writes to the real home directory.
-        patch.setenv("MEM0_TELEMETRY", "false")
-        patch.setenv("MEM0_DIR", str(tmp_path_factory.mktemp("mem0")))
-        from mem0 import MemoryClient
-    return MemoryClient
 
 
 def test_official_sdk_against_the_sandbox(sandbox: Sandbox, memory_client_class: Any) -> None:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +15,11 @@ import httpx
 import pytest
 
 from consumer.sandbox import Faults, Sandbox
+from tests.integration.sandbox.helpers import ADMIN_KEY as API_KEY
+from tests.integration.sandbox.helpers import OSS as ADMIN
+from tests.integration.sandbox.helpers import USER, USER_KEY, remaining
 
-API_KEY = "admin-key"
-USER_KEY = "user-key"
-ADMIN = {"X-API-Key": API_KEY}
-USER = {"X-API-Key": USER_KEY}
 EXPIRED = "2020-01-01"
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(api_key=API_KEY, seed=17, user_api_keys=[USER_KEY]) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def oss(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers=ADMIN) as client:
-        yield client
-
-
-@pytest.fixture
-def user(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers=USER) as client:
-        yield client
-
-
-def remaining(sandbox: Sandbox) -> set[str]:
-    return {m["id"] for m in sandbox.memories()}
 
 
 def listed(client: httpx.Client, **params: Any) -> list[str]:
@@ -275,7 +246,7 @@ def test_the_admin_key_cannot_be_a_user_key() -> None:
 
 
 def test_command_line_user_keys() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     command = [sys.executable, "-m", "consumer.sandbox", "--port", "0", "--api-key", API_KEY]
     command += ["--user-key", "k1", "--user-key", "k2"]
     with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True) as proc:

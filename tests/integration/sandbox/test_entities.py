@@ -3,64 +3,22 @@ delete (a background job) removes them with their memories."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from consumer.sandbox import Sandbox
+from tests.integration.sandbox.helpers import ADMIN_KEY as API_KEY
+from tests.integration.sandbox.helpers import remaining, wait_for_job
 
-API_KEY = "test-key"
-PLATFORM = {"Authorization": f"Token {API_KEY}"}
 IN_PROGRESS = "Delete in progress. This may take some time."
 EXPIRED = "2020-01-01"
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(api_key=API_KEY, seed=13) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def api(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, headers=PLATFORM) as client:
-        yield client
-
-
-@pytest.fixture
-def admin(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url) as client:
-        yield client
-
-
-def remaining(sandbox: Sandbox) -> set[str]:
-    return {m["id"] for m in sandbox.memories()}
 
 
 def entities(sandbox: Sandbox) -> dict[tuple[str, str], int]:
     """(type, name) -> total_memories of every entity the sandbox holds."""
     return {(e["type"], e["name"]): e["total_memories"] for e in sandbox.entities()}
-
-
-def wait_for_job(api: httpx.Client, event_id: str, timeout: float = 3.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = api.get(f"/v1/event/{event_id}/").json()
-        if job["status"] in ("SUCCEEDED", "FAILED") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.02)
-
-
-# where entities come from, and what does not remove them
 
 
 def test_memories_bring_their_entities_into_being(sandbox: Sandbox, api: httpx.Client) -> None:
@@ -275,15 +233,6 @@ def test_admin_entity_routes(sandbox: Sandbox, admin: httpx.Client) -> None:
 
 
 # the official SDK
-
-
-@pytest.fixture(scope="module")
-def memory_client_class(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEM0_TELEMETRY", "false")
-        patch.setenv("MEM0_DIR", str(tmp_path_factory.mktemp("mem0")))
-        from mem0 import MemoryClient
-    return MemoryClient
 
 
 def test_sdk_users_and_delete_users(
