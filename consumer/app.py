@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumer.codec import Decoder
-from consumer.executor import Downstream, DownstreamState, Executor
+from consumer.downstream import Downstream, DownstreamState
+from consumer.executor import Executor
 from consumer.flush import DeadLetterSink, Flush, Load, Record
 from consumer.guard import DlqGuard
 from consumer.mem0 import Mem0Client

@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from consumer.app import ConsumerApp
 from consumer.codec import Decoder, SchemaStore
-from consumer.executor import Downstream, Executor
+from consumer.downstream import Downstream
+from consumer.executor import Executor
 from consumer.health import HealthServer
 from consumer.lag import LagMonitor, lag_client_config
 from consumer.mem0 import Mem0Client, OssClient, PlatformClient, make_http_client

@@ -6,8 +6,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from consumer.downstream import Downstream
 from consumer.events import Scope
-from consumer.executor import Downstream, Executor, Outcome
+from consumer.executor import Executor, Outcome
 from consumer.mem0 import JobStatus, TransientError
 from consumer.planner import PLATFORM, DeleteAll
 from consumer.retry import RetryPolicy

@@ -7,8 +7,9 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from consumer.downstream import Downstream, DownstreamState
 from consumer.events import Scope
-from consumer.executor import Downstream, DownstreamState, Executor, Outcome
+from consumer.executor import Executor, Outcome
 from consumer.mem0 import (
     AdminRoleError,
     JobNotFound,

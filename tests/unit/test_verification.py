@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from consumer.downstream import Downstream
 from consumer.events import Scope
-from consumer.executor import Downstream, Executor, Outcome
+from consumer.executor import Executor, Outcome
 from consumer.mem0 import JobStatus, RejectedError
 from consumer.planner import OSS, PLATFORM, Capabilities, DeleteAll, DeleteIds, ResolveScope
 from consumer.retry import RetryPolicy
