@@ -362,8 +362,8 @@ class PlatformClient(Mem0Client):
             "delete", "DELETE", path, params={"delete_linked": "true"}, missing_ok=True
         )
         count = body.get("cascade_count") if isinstance(body, dict) else None
-        # A count of another type is reported as none rather than trusted.
-        return count if type(count) is int and count >= 0 else 0
+        # A count of another type or past an Avro long (the receipt's field) is not trusted.
+        return count if type(count) is int and 0 <= count < 1 << 63 else 0
 
     async def delete_entity(self, entity_type: str, entity_id: str) -> str | None:
         try:

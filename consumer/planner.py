@@ -5,6 +5,10 @@ already covers it, merges memory ids into batches, and refuses (with a reason) a
 could delete more than the event named. It does no I/O and reads no clock, so property tests
 can prove it.
 
+Operations: `DeleteAll` (one filter delete), `ResolveScope` (a compound scope, listed and
+deleted by id), `DeleteIds` (explicit ids in batches, or one call each with their history when
+`linked`), and `DeleteEntity` (an erased user's Platform entity record, beside its DeleteAll).
+
 Events are referred to by their position in the flush (a `Ref`); each operation carries the refs
 it serves, so an event is finished when all of its operations are.
 """
