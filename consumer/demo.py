@@ -119,6 +119,8 @@ def run_demo(partitions: int = 3, out: TextIO = sys.stdout) -> int:
         drained_at = time.monotonic()
 
         after = Counter(m["user_id"] for m in sandbox.memories())
+        # A user erasure deletes the user's entity record too (the Platform's GET /v1/entities/).
+        entities = {e["name"] for e in sandbox.entities() if e["type"] == "user"}
         calls = Counter(c["operation"] for c in sandbox.calls())
         letters = _read_dead_letters(broker.bootstrap, 2)
         # One receipt per decoded record: all but the undecodable one.
@@ -132,7 +134,7 @@ def run_demo(partitions: int = 3, out: TextIO = sys.stdout) -> int:
         )
         for outcome in ("deleted", "duplicate", "dead_lettered")
     }
-    _print_report(out, before, after, calls, letters, outcomes, len(values))
+    _print_report(out, before, after, entities, calls, letters, outcomes, len(values))
     print(f"\nReceipts written to {RECEIPTS}: {receipts} (proof of each erasure, no ids)", file=out)
     seconds = drained_at - published_at
     print(
@@ -224,15 +226,17 @@ def _print_report(  # noqa: PLR0917 - one call site, all positional by design
     out: TextIO,
     before: Counter[str],
     after: Counter[str],
+    entities: set[str],
     calls: Counter[str],
     letters: list[dict[str, str]],
     outcomes: dict[str, int],
     published: int,
 ) -> None:
-    print("\nMemories per user (Mem0 sandbox)", file=out)
-    print(f"  {'user':<8}{'before':>8}{'after':>8}", file=out)
+    print("\nMemories per user (Mem0 sandbox), and the user's entity record", file=out)
+    print(f"  {'user':<8}{'before':>8}{'after':>8}{'entity':>9}", file=out)
     for user in sorted(before):
-        print(f"  {user:<8}{before[user]:>8}{after.get(user, 0):>8}", file=out)
+        entity = "kept" if user in entities else "erased"
+        print(f"  {user:<8}{before[user]:>8}{after.get(user, 0):>8}{entity:>9}", file=out)
     print(f"\nEvents: {published} published", file=out)
     for outcome, count in outcomes.items():
         print(f"  {outcome:<14}{count:>4}", file=out)
