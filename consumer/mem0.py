@@ -507,9 +507,11 @@ def _error_code(response: Reply) -> str | None:
 
 
 def _json_or_none(response: Reply) -> Any:
+    """The answer's JSON, or None for anything else: a body nested past the parser's depth
+    (`[[[[...`) raises RecursionError, which must not escape a call and kill its flush."""
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -237,3 +237,37 @@ def test_probes_after_a_refused_key_are_plain_reads() -> None:
 
     asyncio.run(go())
     assert client.probes == [False]
+
+
+def test_an_answer_nested_past_the_parsers_depth_is_no_answer_not_a_crash() -> None:
+    """A hostile or broken server's `[[[[...` makes json.loads raise RecursionError; the call
+    must fail as a call (here: a job status without a status, retried), never raise it."""
+    import httpx
+
+    from consumer.mem0 import PlatformClient, TransientError, make_http_client
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=deep, headers={"content-type": "application/json"})
+
+    async def go() -> None:
+        http = make_http_client(
+            "http://mem0.invalid",
+            {},
+            timeout_s=5,
+            max_connections=1,
+            transport=httpx.MockTransport(answer),
+        )
+        client = PlatformClient(http)
+        try:
+            await client.job_status("job-1")
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(go())
+    except TransientError as exc:
+        assert "without a status" in str(exc)
+    else:
+        raise AssertionError("a status was read out of nothing")
