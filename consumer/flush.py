@@ -62,8 +62,9 @@ class Record:
 class Load:
     """Mem0 work taken in and not yet done, for the app's back-pressure.
 
-    An event weighs one operation until its flush is planned (user deletions plan about one
-    each, which bounds them; ids fold up to a thousand into one), then the plan's operations
+    An event weighs one operation until its flush is planned (scopes plan about one each, a
+    Platform user erasure two, the second for its entity record, so a flush of them may pass
+    the budget up to twice; ids fold up to a thousand into one), then the plan's operations
     count as they are until each finishes.
     """
 
