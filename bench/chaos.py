@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from consumer.broker import LocalBroker
+from consumer.kafka.broker import LocalBroker
 from tests.support.chaos import ChaosConfig, run_chaos
 
 

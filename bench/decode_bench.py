@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastavro import schemaless_reader
 
-from consumer import event_reader
-from consumer.codec import (
+from consumer.avro import event_reader
+from consumer.avro.codec import (
     AvroSchema,
     Decoder,
     Encoder,
@@ -39,7 +39,7 @@ from consumer.codec import (
     default_schema_dir,
     encode_record,
 )
-from consumer.events import (
+from consumer.core.events import (
     REASONS,
     DeletionEvent,
     EventType,
@@ -47,7 +47,7 @@ from consumer.events import (
     event_from_record,
     event_to_record,
 )
-from consumer.planner import PLATFORM, plan
+from consumer.core.planner import PLATFORM, plan
 
 
 class _InMemoryRegistry:
@@ -112,7 +112,7 @@ def _decoded(decoder: Decoder, values: list[bytes]) -> list[DeletionEvent]:
 
 
 def _with_python_scan(run: Callable[[], object]) -> object:
-    """`run` with the event reader's scan in Python, as where consumer/_scan.c is not built."""
+    """`run` with the event reader's scan in Python, as where consumer/avro/_scan.c is not built."""
     compiled = event_reader.scan
     event_reader.scan = event_reader.scan_py
     try:
@@ -197,7 +197,7 @@ def main() -> None:
     }
     rows = list(_rates(runs, n, repeat).items())
     bare = rows[0][1]
-    scan = "compiled" if event_reader.COMPILED else "in Python (consumer/_scan.c not built)"
+    scan = "compiled" if event_reader.COMPILED else "in Python (consumer/avro/_scan.c not built)"
     print(f"{n} mixed events, best of {repeat}; Python {sys.version.split()[0]}; scan {scan}")
     for label, rate in rows:
         print(f"{label:<58} {rate:>10,.0f} events/s   {rate / bare:5.2f}x (a)")

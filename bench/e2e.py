@@ -36,11 +36,11 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.workloads import WORKLOADS
-from consumer.broker import LocalBroker, committed_positions, create_topics, free_port
-from consumer.codec import Encoder, SchemaStore
-from consumer.events import DeletionEvent, EventType, event_to_record, partition_key
-from consumer.http import RawJson
-from consumer.lean_http import LeanSession
+from consumer.avro.codec import Encoder, SchemaStore
+from consumer.core.events import DeletionEvent, EventType, event_to_record, partition_key
+from consumer.kafka.broker import LocalBroker, committed_positions, create_topics, free_port
+from consumer.mem0.http import RawJson
+from consumer.mem0.lean_http import LeanSession
 
 TP = tuple[str, int]
 

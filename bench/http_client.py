@@ -1,8 +1,8 @@
 """HTTP client cost against the sandbox: `python -m bench.http_client [--requests 3000]`.
 
 Runs the Mem0 sandbox in its own process and sends the same deletes (404s, so the store stays
-the same) with httpx, with this project's two sessions (consumer/http.py over aiohttp, and
-consumer/lean_http.py) and with bare aiohttp, reporting requests per second and client CPU per
+the same) with httpx, with this project's two sessions (consumer/mem0/http.py over aiohttp, and
+consumer/mem0/lean_http.py) and with bare aiohttp, reporting requests per second and client CPU per
 request, and the ratio of each rate to httpx's.
 """
 
@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import httpx
 
-from consumer.broker import free_port
-from consumer.http import AiohttpSession, HttpSession
-from consumer.lean_http import LeanSession
+from consumer.kafka.broker import free_port
+from consumer.mem0.http import AiohttpSession, HttpSession
+from consumer.mem0.lean_http import LeanSession
 
 Send = Callable[[str], Awaitable[int]]
 

@@ -20,8 +20,16 @@ import sys
 import time
 
 from bench.workloads import WORKLOADS
-from consumer.events import DeletionEvent
-from consumer.planner import PLATFORM, DeleteAll, DeleteEntity, DeleteIds, Plan, ResolveScope, plan
+from consumer.core.events import DeletionEvent
+from consumer.core.planner import (
+    PLATFORM,
+    DeleteAll,
+    DeleteEntity,
+    DeleteIds,
+    Plan,
+    ResolveScope,
+    plan,
+)
 
 
 def calls_at_least(flushes: list[Plan]) -> int:

@@ -11,7 +11,7 @@ import random
 import uuid
 from collections.abc import Callable
 
-from consumer.events import DeletionEvent, EventType, Scope
+from consumer.core.events import DeletionEvent, EventType, Scope
 
 __all__ = ["WORKLOADS", "burst", "id_cleanup", "session_sweep"]
 

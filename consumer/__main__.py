@@ -56,13 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         "--subject", help="registry subject (default: <topic>-value)", default=None
     )
 
-    from consumer.replay import add_replay_arguments
+    from consumer.commands.replay import add_replay_arguments
 
     replay = commands.add_parser("replay", help="put dead letters back on the input topic")
     add_arguments(replay)
     add_replay_arguments(replay)
 
-    from consumer.receipt_lookup import add_receipts_arguments
+    from consumer.commands.receipt_lookup import add_receipts_arguments
 
     receipts = commands.add_parser("receipts", help="show an event's receipts (scans the topic)")
     add_arguments(receipts)
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 signal.signal(sig, lambda signum, _frame: early.append(signum))
             settings = from_args(args, os.environ)
             if args.workers > 1:
-                from consumer.workers import run_workers
+                from consumer.commands.workers import run_workers
 
                 return run_workers(args.workers, sys.argv[1:], settings.metrics_port, early)
             return _run(settings, early)
@@ -107,25 +107,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}={value}")
             return 0
         if args.command == "produce":
-            from consumer.produce import produce_lines
+            from consumer.commands.produce import produce_lines
 
             settings = from_args(args, os.environ, needs_mem0=False)
             return produce_lines(
                 settings, sys.stdin, topic=args.topic, framing=args.framing, subject=args.subject
             )
         if args.command == "replay":
-            from consumer.logs import configure_logging
-            from consumer.replay import run_replay
+            from consumer.commands.replay import run_replay
+            from consumer.telemetry.logs import configure_logging
 
             settings = from_args(args, os.environ, needs_mem0=False)
             configure_logging(settings.log_level, settings.log_format)
             return run_replay(args, settings)
         if args.command == "receipts":
-            from consumer.receipt_lookup import run_receipts
+            from consumer.commands.receipt_lookup import run_receipts
 
             return run_receipts(args, from_args(args, os.environ, needs_mem0=False))
         if args.command == "demo":
-            from consumer.demo import run_demo
+            from consumer.commands.demo import run_demo
 
             return run_demo(partitions=args.partitions)
         return _sandbox(args)
@@ -135,8 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings, early_signals: list[int]) -> int:
-    from consumer.logs import configure_logging
     from consumer.service import serve
+    from consumer.telemetry.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     _tune_gc()

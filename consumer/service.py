@@ -10,22 +10,22 @@ import httpx
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from consumer.app import ConsumerApp
-from consumer.codec import Decoder, SchemaStore
-from consumer.downstream import Downstream
-from consumer.executor import Executor
-from consumer.health import HealthServer
-from consumer.lag import LagMonitor, lag_client_config
-from consumer.mem0 import Mem0Client, OssClient, PlatformClient, make_http_client
-from consumer.metrics import Metrics, retry_reason
-from consumer.preflight import build_client, check_admin_role, check_topics
-from consumer.producer import AsyncProducer
-from consumer.receipt_codec import ReceiptEncoder
-from consumer.receipt_sink import ReceiptSink
-from consumer.registry import SchemaRegistryClient
-from consumer.retry import RetryPolicy
+from consumer.avro.codec import Decoder, SchemaStore
+from consumer.avro.receipt_codec import ReceiptEncoder
+from consumer.avro.registry import SchemaRegistryClient
+from consumer.core.retry import RetryPolicy
+from consumer.core.verification import VerifyPolicy
+from consumer.kafka.lag import LagMonitor, lag_client_config
+from consumer.kafka.preflight import build_client, check_admin_role, check_topics
+from consumer.kafka.producer import AsyncProducer
+from consumer.kafka.receipt_sink import ReceiptSink
+from consumer.mem0.client import Mem0Client, OssClient, PlatformClient, make_http_client
+from consumer.mem0.downstream import Downstream
+from consumer.pipeline.app import ConsumerApp
+from consumer.pipeline.executor import Executor
 from consumer.settings import Settings, SettingsError
-from consumer.verification import VerifyPolicy
+from consumer.telemetry.health import HealthServer
+from consumer.telemetry.metrics import Metrics, retry_reason
 
 __all__ = ["make_mem0_client", "serve"]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.broker import LocalBroker, create_topics
+from consumer.kafka.broker import LocalBroker, create_topics
 from consumer.sandbox import Sandbox
 from tests.support.harness import Topics, new_topics
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from consumer.codec import READER_FILE, Encoder, SchemaStore, default_schema_dir
-from consumer.events import EventType
+from consumer.avro.codec import READER_FILE, Encoder, SchemaStore, default_schema_dir
+from consumer.core.events import EventType
 from consumer.sandbox import Sandbox
 from tests.integration.test_end_to_end import encoded, event, remaining_ids, seed
 from tests.support.harness import (

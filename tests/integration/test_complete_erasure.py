@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from consumer.__main__ import main
-from consumer.broker import committed_positions, free_port
-from consumer.events import DeletionEvent, EventType
-from consumer.receipt_codec import ReceiptDecoder
-from consumer.receipts import COMPLETED, Receipt
+from consumer.avro.receipt_codec import ReceiptDecoder
+from consumer.core.events import DeletionEvent, EventType
+from consumer.core.receipts import COMPLETED, Receipt
+from consumer.kafka.broker import committed_positions, free_port
 from consumer.sandbox import Sandbox
 from tests.integration.test_end_to_end import encoded, event, remaining_ids, seed
 from tests.support.harness import (

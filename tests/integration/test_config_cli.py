@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from consumer.broker import create_topics, free_port
-from consumer.events import EventType
-from consumer.preflight import build_client
-from consumer.producer import AsyncProducer
+from consumer.core.events import EventType
+from consumer.kafka.broker import create_topics, free_port
+from consumer.kafka.preflight import build_client
+from consumer.kafka.producer import AsyncProducer
 from consumer.sandbox import Sandbox
 from consumer.settings import Settings, SettingsError
 from tests.integration.test_end_to_end import encoded, event, remaining_ids, seed

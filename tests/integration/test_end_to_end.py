@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from consumer.codec import Encoder, SchemaStore
-from consumer.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
+from consumer.avro.codec import Encoder, SchemaStore
+from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
 from consumer.sandbox import Sandbox
 from tests.support.harness import (
     RunningConsumer,
@@ -190,7 +190,7 @@ def test_outage_commits_nothing_and_a_restarted_consumer_finishes(
             assert time.monotonic() < deadline, "the consumer never reached the sandbox"
             time.sleep(0.05)
 
-    from consumer.broker import committed_positions
+    from consumer.kafka.broker import committed_positions
 
     committed = committed_positions(kafka, topics.group, ends)
     assert all(position < 0 for position in committed.values()), committed

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from consumer.broker import committed_positions, free_port
-from consumer.events import EventType
+from consumer.core.events import EventType
+from consumer.kafka.broker import committed_positions, free_port
 from consumer.sandbox import Sandbox
 from tests.integration.test_end_to_end import encoded, event, remaining_ids, seed
 from tests.support.harness import (

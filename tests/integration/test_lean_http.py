@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import trustme
 
-from consumer.http import AiohttpSession, HttpxSession, RawJson, TransportError
-from consumer.lean_http import LeanSession
-from consumer.mem0 import make_http_client
+from consumer.mem0.client import make_http_client
+from consumer.mem0.http import AiohttpSession, HttpxSession, RawJson, TransportError
+from consumer.mem0.lean_http import LeanSession
 from consumer.sandbox import Sandbox
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

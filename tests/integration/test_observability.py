@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.broker import create_topics, free_port
-from consumer.codec import Encoder, SchemaStore
-from consumer.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
-from consumer.logs import configure_logging
-from consumer.metrics import DLQ_REASONS, EVENT_TYPES, OUTCOMES
+from consumer.avro.codec import Encoder, SchemaStore
+from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
+from consumer.kafka.broker import create_topics, free_port
 from consumer.sandbox import Sandbox
+from consumer.telemetry.logs import configure_logging
+from consumer.telemetry.metrics import DLQ_REASONS, EVENT_TYPES, OUTCOMES
 from tests.support.harness import (
     RunningConsumer,
     Topics,

@@ -21,12 +21,12 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from consumer.__main__ import main
-from consumer.broker import committed_positions
-from consumer.codec import default_schema_dir
-from consumer.events import EventType
-from consumer.receipt_codec import RECEIPT_FILE, ReceiptDecoder
-from consumer.receipts import COMPLETED, DEAD_LETTERED, Receipt
-from consumer.registry import SchemaRegistryClient
+from consumer.avro.codec import default_schema_dir
+from consumer.avro.receipt_codec import RECEIPT_FILE, ReceiptDecoder
+from consumer.avro.registry import SchemaRegistryClient
+from consumer.core.events import EventType
+from consumer.core.receipts import COMPLETED, DEAD_LETTERED, Receipt
+from consumer.kafka.broker import committed_positions
 from consumer.sandbox import Sandbox
 from tests.integration.test_end_to_end import encoded, event, remaining_ids, seed
 from tests.support.harness import (

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumer.broker import committed_positions, create_topics
-from consumer.codec import Encoder, SchemaStore
-from consumer.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
+from consumer.avro.codec import Encoder, SchemaStore
+from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
+from consumer.kafka.broker import committed_positions, create_topics
 from consumer.sandbox import Faults, Sandbox
 from tests.support.harness import TP, header_dict, new_topics, publish, read_all
 

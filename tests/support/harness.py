@@ -13,8 +13,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumer.broker import committed_positions
-from consumer.dlq import headers_of
+from consumer.core.dlq import headers_of
+from consumer.kafka.broker import committed_positions
 from consumer.settings import Settings
 
 TP = tuple[str, int]

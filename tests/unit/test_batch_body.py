@@ -7,8 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.http import RawJson
-from consumer.mem0 import _batch_body
+from consumer.mem0.client import _batch_body
+from consumer.mem0.http import RawJson
 
 _IDS = st.one_of(st.uuids().map(str), st.text(max_size=40))
 

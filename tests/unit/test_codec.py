@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.codec import (
+from consumer.avro.codec import (
     AvroSchema,
     DecodeError,
     Decoder,
@@ -26,13 +26,13 @@ from consumer.codec import (
     frame_confluent,
     frame_single_object,
 )
-from consumer.events import DeletionEvent, EventType, Scope, event_to_record
-from consumer.registry import (
+from consumer.avro.registry import (
     RegistryError,
     RegistryUnavailable,
     SchemaNotFound,
     SchemaRegistryClient,
 )
+from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record
 from tests.support.registry_server import RegistryServer
 
 HERE = Path(__file__).parent

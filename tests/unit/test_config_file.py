@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.preflight import check_topics, missing_topics
+from consumer.kafka.preflight import check_topics, missing_topics
 from consumer.settings import Settings, SettingsError, is_setting, property_variable
 
 CONFIG = "/etc/deletion-consumer.toml"
@@ -434,7 +434,7 @@ def test_an_unreachable_cluster_is_not_a_configuration_error(
         asked.append(timeout)
         raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata"))
 
-    with caplog.at_level(logging.WARNING, logger="consumer.preflight"):
+    with caplog.at_level(logging.WARNING, logger="consumer.kafka.preflight"):
         asyncio.run(check_topics(settings(), list_topics, timeout_s=0.5))
     assert asked == [0.5]
     assert "topics not checked" in caplog.text

@@ -287,7 +287,7 @@ def test_dockerfile_is_multi_stage_on_slim_python() -> None:
     builder, final = built[0], built[-1]
     builder_runs = " ".join(args for word, args in builder if word == "RUN")
     assert re.search(r"\bpip wheel\b", builder_runs)
-    assert "gcc" in builder_runs  # consumer/_scan.c is compiled there, not in the final image
+    assert "gcc" in builder_runs  # consumer/avro/_scan.c is compiled there, not in the final image
     # The final stage installs the builder's wheels, never the source tree or a compiler.
     final_runs = " ".join(args for word, args in final if word == "RUN")
     assert "from=build" in final_runs and "--no-index" in final_runs

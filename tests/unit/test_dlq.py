@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.dlq import DLQ_REASONS, DeadLetter, Headers, dead_letter_headers, headers_of, one_line
+from consumer.core.dlq import (
+    DLQ_REASONS,
+    DeadLetter,
+    Headers,
+    dead_letter_headers,
+    headers_of,
+    one_line,
+)
 
 FAILED_AT = 1_700_000_000.123
 LETTER = DeadLetter(

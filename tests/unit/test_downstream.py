@@ -6,12 +6,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from consumer.downstream import Downstream
-from consumer.events import Scope
-from consumer.executor import Executor, Outcome
-from consumer.mem0 import JobStatus, TransientError
-from consumer.planner import PLATFORM, DeleteAll
-from consumer.retry import RetryPolicy
+from consumer.core.events import Scope
+from consumer.core.planner import PLATFORM, DeleteAll
+from consumer.core.retry import RetryPolicy
+from consumer.mem0.client import JobStatus, TransientError
+from consumer.mem0.downstream import Downstream
+from consumer.pipeline.executor import Executor, Outcome
 
 
 async def _retrying(downstream: Downstream, call: Callable[[], Awaitable[None]]) -> None:

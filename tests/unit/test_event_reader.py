@@ -19,8 +19,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from consumer import event_reader
-from consumer.codec import (
+from consumer.avro import event_reader
+from consumer.avro.codec import (
     AvroSchema,
     DecodeError,
     Decoder,
@@ -28,8 +28,8 @@ from consumer.codec import (
     default_schema_dir,
     encode_record,
 )
-from consumer.event_reader import CANONICAL, CANONICAL_V1, scan_py
-from consumer.events import REASONS, DeletionEvent
+from consumer.avro.event_reader import CANONICAL, CANONICAL_V1, scan_py
+from consumer.core.events import REASONS, DeletionEvent
 
 STORE = SchemaStore.from_directory()
 READER = STORE.reader
@@ -52,7 +52,7 @@ def general(body: bytes, linked: bool = True) -> DeletionEvent | None:
 
 
 try:
-    from consumer._scan import scan as compiled_scan
+    from consumer.avro._scan import scan as compiled_scan
 except ImportError:  # installed without a C compiler: only the Python scan is tested here
     compiled_scan = None
 
@@ -82,7 +82,7 @@ def read_both(body: bytes, start: int = 0, linked: bool = True) -> DeletionEvent
 def test_the_compiled_scan_is_built_where_ci_runs() -> None:
     # CI machines have a C compiler: a build that silently fell back would go unnoticed.
     if compiled_scan is None and not os.environ.get("CI"):
-        pytest.skip("consumer._scan was not built (no C compiler at install time)")
+        pytest.skip("consumer.avro._scan was not built (no C compiler at install time)")
     assert compiled_scan is not None
     assert event_reader.COMPILED and event_reader.scan is compiled_scan
 
@@ -379,7 +379,7 @@ def test_a_boolean_byte_neither_0_nor_1_steps_aside(scan: Any, byte: int) -> Non
 
 def test_the_compiled_scan_wants_a_bool_for_linked() -> None:
     if compiled_scan is None:
-        pytest.skip("consumer._scan was not built (no C compiler at install time)")
+        pytest.skip("consumer.avro._scan was not built (no C compiler at install time)")
     with pytest.raises(TypeError):
         compiled_scan(b"", 0, 1)
     with pytest.raises(TypeError):

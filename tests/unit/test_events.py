@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.events import (
+from consumer.core.events import (
     DeletionEvent,
     EventType,
     Scope,

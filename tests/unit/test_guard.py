@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.guard import DlqGuard
+from consumer.core.guard import DlqGuard
 
 
 def test_a_stream_of_dead_letters_trips_once_judged() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from consumer.codec import Decoder, Encoder, SchemaStore
-from consumer.events import EventType, Scope
-from consumer.jsonlines import parse_lines, parse_record
+from consumer.avro.codec import Decoder, Encoder, SchemaStore
+from consumer.commands.jsonlines import parse_lines, parse_record
+from consumer.core.events import EventType, Scope
 
 NOW = 1_750_000_000_000
 STORE = SchemaStore.from_directory()

@@ -9,8 +9,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumer.lag import LagMonitor, lag_client_config, partition_lag
-from consumer.metrics import Metrics
+from consumer.kafka.lag import LagMonitor, lag_client_config, partition_lag
+from consumer.telemetry.metrics import Metrics
 
 TP = tuple[str, int]
 
@@ -109,7 +109,7 @@ def test_a_failing_broker_keeps_the_last_values_and_logs_once(caplog: Any) -> No
         await monitor.refresh()
         await monitor.stop()
 
-    with caplog.at_level("DEBUG", logger="consumer.lag"):
+    with caplog.at_level("DEBUG", logger="consumer.kafka.lag"):
         asyncio.run(scenario())
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "lag measurement failed" in warnings[0].getMessage()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.logs import IdHasher, configure_logging
+from consumer.telemetry.logs import IdHasher, configure_logging
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def restore_logging() -> Iterator[None]:
 def test_json_lines_parse() -> None:
     stream = io.StringIO()
     configure_logging("INFO", "json", stream)
-    log = logging.getLogger("consumer.app")
+    log = logging.getLogger("consumer.pipeline.app")
     log.info("flushed %d events", 3, extra={"partition": 2, "user": "h:0123456789abcdef"})
     log.debug("not shown")
     try:
@@ -40,7 +40,7 @@ def test_json_lines_parse() -> None:
     first, second = (json.loads(line) for line in lines)
     assert first["msg"] == "flushed 3 events"
     assert first["level"] == "INFO"
-    assert first["logger"] == "consumer.app"
+    assert first["logger"] == "consumer.pipeline.app"
     assert first["partition"] == 2
     assert first["user"] == "h:0123456789abcdef"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
@@ -54,7 +54,7 @@ def test_libraries_stay_at_warning() -> None:
     stream = io.StringIO()
     configure_logging("DEBUG", "json", stream)
     logging.getLogger("httpx").info("HTTP Request: DELETE /v1/memories/?user_id=alice")
-    logging.getLogger("consumer.mem0").debug("shown")
+    logging.getLogger("consumer.mem0.client").debug("shown")
     assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == ["shown"]
 
 

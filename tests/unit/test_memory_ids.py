@@ -7,7 +7,7 @@ import uuid
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from consumer.memory_ids import PATH_SEGMENT_LIST, UUID_LIST, all_path_segments, all_uuids
+from consumer.core.memory_ids import PATH_SEGMENT_LIST, UUID_LIST, all_path_segments, all_uuids
 
 
 def reference(ids: list[str], pattern: object) -> bool:

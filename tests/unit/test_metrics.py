@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from consumer.health import HealthServer
-from consumer.metrics import (
+from consumer.telemetry.health import HealthServer
+from consumer.telemetry.metrics import (
     DLQ_REASONS,
     DOWNSTREAM_HALTED,
     ERASURE_BUCKETS,
@@ -293,8 +293,8 @@ def _samples(registry: CollectorRegistry) -> list[Any]:
 def test_the_halt_cause_is_one_series_at_a_time(
     registry: CollectorRegistry, metrics: Metrics
 ) -> None:
-    from consumer.mem0 import HALT_CAUSES
-    from consumer.metrics import HALT_CAUSES as LABELLED
+    from consumer.mem0.client import HALT_CAUSES
+    from consumer.telemetry.metrics import HALT_CAUSES as LABELLED
 
     assert set(LABELLED) == set(HALT_CAUSES)
     for cause in HALT_CAUSES:

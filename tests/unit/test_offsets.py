@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.offsets import OffsetTracker, PartitionOffsets
+from consumer.core.offsets import OffsetTracker, PartitionOffsets
 
 PARTITIONS = ("t/0", "t/1", "u/0")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from consumer.metrics import Metrics
+from consumer.telemetry.metrics import Metrics
 from tests.support.ops import (
     ALERTS,
     ALERTS_TEST,

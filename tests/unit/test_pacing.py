@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.pacing import AdaptiveRate
+from consumer.core.pacing import AdaptiveRate
 
 
 def test_unlimited_until_the_first_throttle() -> None:

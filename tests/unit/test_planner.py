@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.events import DeletionEvent, EventType, Scope, event_from_record
-from consumer.planner import (
+from consumer.core.events import DeletionEvent, EventType, Scope, event_from_record
+from consumer.core.planner import (
     OSS,
     PLATFORM,
     Capabilities,

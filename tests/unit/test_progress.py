@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.progress import FlushSummary, ProgressLog
+from consumer.telemetry.progress import FlushSummary, ProgressLog
 
 
 class Clock:
@@ -20,14 +20,14 @@ def lines(caplog: Any) -> list[tuple[str, dict[str, Any]]]:
     return [
         (r.getMessage(), {k: getattr(r, k) for k in keep if hasattr(r, k)})
         for r in caplog.records
-        if r.name == "consumer.progress"
+        if r.name == "consumer.telemetry.progress"
     ]
 
 
 def test_quiet_fast_flushes_make_one_progress_line_per_interval(caplog: Any) -> None:
     clock = Clock()
     progress = ProgressLog(interval_s=30, clock=clock)
-    with caplog.at_level("INFO", logger="consumer.progress"):
+    with caplog.at_level("INFO", logger="consumer.telemetry.progress"):
         for _ in range(1001):  # 30 s of flushes at 33 a second
             clock.now += 0.03
             progress.flush_done(FlushSummary(events=10, operations=2, deleted=10, seconds=0.01))
@@ -40,7 +40,7 @@ def test_quiet_fast_flushes_make_one_progress_line_per_interval(caplog: Any) -> 
 def test_slow_or_dead_lettering_flushes_get_a_line_at_most_once_a_second(caplog: Any) -> None:
     clock = Clock()
     progress = ProgressLog(interval_s=30, clock=clock)
-    with caplog.at_level("INFO", logger="consumer.progress"):
+    with caplog.at_level("INFO", logger="consumer.telemetry.progress"):
         progress.flush_done(FlushSummary(events=5, deleted=5, seconds=1.5))  # slow
         clock.now += 0.1
         progress.flush_done(FlushSummary(events=5, deleted=4, dead_lettered=1, seconds=0.1))
@@ -59,6 +59,6 @@ def test_slow_or_dead_lettering_flushes_get_a_line_at_most_once_a_second(caplog:
 
 def test_nothing_flushed_nothing_logged(caplog: Any) -> None:
     progress = ProgressLog(clock=Clock())
-    with caplog.at_level("INFO", logger="consumer.progress"):
+    with caplog.at_level("INFO", logger="consumer.telemetry.progress"):
         progress.emit()
     assert lines(caplog) == []

@@ -10,24 +10,25 @@ from typing import Any
 
 import pytest
 
-from consumer.codec import (
+from consumer.avro.codec import (
     AvroSchema,
     SchemaStore,
     default_schema_dir,
     encode_record,
     frame_confluent,
 )
-from consumer.events import DeletionEvent, EventType, Scope
-from consumer.planner import DeleteAll, DeleteIds, ResolveScope
-from consumer.receipt_codec import (
+from consumer.avro.receipt_codec import (
     RECEIPT_FILE,
     RECEIPT_NAME,
     ReceiptDecodeError,
     ReceiptDecoder,
     ReceiptEncoder,
 )
-from consumer.receipt_lookup import Found, describe
-from consumer.receipts import (
+from consumer.avro.registry import RegistryUnavailable
+from consumer.commands.receipt_lookup import Found, describe
+from consumer.core.events import DeletionEvent, EventType, Scope
+from consumer.core.planner import DeleteAll, DeleteIds, ResolveScope
+from consumer.core.receipts import (
     COMPLETED,
     DEAD_LETTERED,
     OperationReport,
@@ -39,7 +40,6 @@ from consumer.receipts import (
     iso_millis,
     operation_report,
 )
-from consumer.registry import RegistryUnavailable
 from tests.unit.test_purity import _closure, _is_forbidden, imported_modules
 
 T0 = 1_700_000_000_000
@@ -228,7 +228,7 @@ def test_registry_framing_registers_once_under_the_subject(
         return None
 
     # A registry that fails once is waited out (without really waiting, here).
-    monkeypatch.setattr("consumer.receipt_codec.asyncio.sleep", no_wait)
+    monkeypatch.setattr("consumer.avro.receipt_codec.asyncio.sleep", no_wait)
 
     async def encode_many() -> list[bytes]:
         return await asyncio.gather(*(encoder.encode(a_receipt()) for _ in range(5)))
@@ -319,7 +319,7 @@ def test_the_description_reads_like_a_receipt() -> None:
     assert "a duplicate of memory.deletions 2:41" in describe(Found(copy, 1, 10))
 
 
-@pytest.mark.parametrize("module", ["consumer.receipts", "consumer.verification"])
+@pytest.mark.parametrize("module", ["consumer.core.receipts", "consumer.core.verification"])
 def test_the_pure_modules_stay_pure(module: str) -> None:
     for inner in _closure(module):
         bad = sorted(name for name in imported_modules(inner) if _is_forbidden(name))

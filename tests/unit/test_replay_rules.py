@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.dlq import DeadLetter, dead_letter_headers
-from consumer.replay_rules import (
+from consumer.core.dlq import DeadLetter, dead_letter_headers
+from consumer.core.replay_rules import (
     REPLAY_COUNT_HEADER,
     Letter,
     Pacer,
@@ -209,7 +209,7 @@ def test_parse_when_refuses(text: str) -> None:
 
 
 def test_cursor_groups() -> None:
-    base = "mem0-deletion-consumer.replay"
+    base = "mem0-deletion-consumer.commands.replay"
     everything = cursor_group(base, Selection())
     rejected = cursor_group(base, Selection(reasons=frozenset({"rejected"})))
     two = cursor_group(base, Selection(reasons=frozenset({"rejected", "decode_error"})))
@@ -267,5 +267,5 @@ def test_pacer() -> None:
 
 
 def test_the_rules_import_no_io_library() -> None:
-    for inner in _closure("consumer.replay_rules"):
+    for inner in _closure("consumer.core.replay_rules"):
         assert not [name for name in imported_modules(inner) if _is_forbidden(name)], inner

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.retry import RetryPolicy, Verdict, classify, parse_retry_after
+from consumer.core.retry import RetryPolicy, Verdict, classify, parse_retry_after
 
 NOW = 1_700_000_000.0
 

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer import event_reader
-from consumer.codec import (
+from consumer.avro import event_reader
+from consumer.avro.codec import (
     AvroSchema,
     DecodeError,
     Decoder,
@@ -33,9 +33,9 @@ from consumer.codec import (
     frame_confluent,
     frame_single_object,
 )
-from consumer.event_reader import scan_py
-from consumer.events import DeletionEvent, EventType, Scope, event_to_record
-from consumer.registry import SchemaRegistryClient
+from consumer.avro.event_reader import scan_py
+from consumer.avro.registry import SchemaRegistryClient
+from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record
 from tests.support.registry_server import RegistryServer
 
 V1_FILE = "deletion_event.v1.avsc"
@@ -51,7 +51,7 @@ ENCODER = Encoder(STORE)
 
 SCANS: list[Any] = [scan_py]
 try:
-    from consumer._scan import scan as compiled_scan
+    from consumer.avro._scan import scan as compiled_scan
 except ImportError:  # installed without a C compiler: only the Python scan is tested here
     pass
 else:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from consumer.events import Scope
-from consumer.scope_check import GroupedEmptinessCheck
+from consumer.core.events import Scope
+from consumer.pipeline.scope_check import GroupedEmptinessCheck
 
 
 def scopes(n: int) -> list[Scope]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.slots import Slots
+from consumer.mem0.slots import Slots
 
 
 def test_a_limit_needs_a_slot() -> None:

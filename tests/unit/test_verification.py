@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from consumer.downstream import Downstream
-from consumer.events import Scope
-from consumer.executor import Executor, Outcome
-from consumer.mem0 import JobStatus, RejectedError
-from consumer.planner import OSS, PLATFORM, Capabilities, DeleteAll, DeleteIds, ResolveScope
-from consumer.retry import RetryPolicy
-from consumer.verification import OFF, VerifyPolicy, pick_sample, progressed
+from consumer.core.events import Scope
+from consumer.core.planner import OSS, PLATFORM, Capabilities, DeleteAll, DeleteIds, ResolveScope
+from consumer.core.retry import RetryPolicy
+from consumer.core.verification import OFF, VerifyPolicy, pick_sample, progressed
+from consumer.mem0.client import JobStatus, RejectedError
+from consumer.mem0.downstream import Downstream
+from consumer.pipeline.executor import Executor, Outcome
 
 # --- the pure part --------------------------------------------------------------------------
 

@@ -43,11 +43,10 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from consumer.codec import DecodeError, Decoder, SchemaStore
-from consumer.dlq import DLQ_REASONS, headers_of
-from consumer.partition_end import fetched_end, partition_end
-from consumer.registry import RegistryError, SchemaRegistryClient
-from consumer.replay_rules import (
+from consumer.avro.codec import DecodeError, Decoder, SchemaStore
+from consumer.avro.registry import RegistryError, SchemaRegistryClient
+from consumer.core.dlq import DLQ_REASONS, headers_of
+from consumer.core.replay_rules import (
     DEFAULT_MAX_REPLAYS,
     Letter,
     Pacer,
@@ -60,6 +59,7 @@ from consumer.replay_rules import (
     parse_when,
     replay_headers,
 )
+from consumer.kafka.partition_end import fetched_end, partition_end
 from consumer.settings import Settings
 
 __all__ = ["add_replay_arguments", "run_replay"]

@@ -17,10 +17,10 @@ from typing import Any, TextIO
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumer.broker import LocalBroker, committed_positions, create_topics
-from consumer.codec import Encoder, SchemaStore
-from consumer.dlq import headers_of
-from consumer.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
+from consumer.avro.codec import Encoder, SchemaStore
+from consumer.core.dlq import headers_of
+from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
+from consumer.kafka.broker import LocalBroker, committed_positions, create_topics
 from consumer.sandbox import Sandbox
 from consumer.service import serve
 from consumer.settings import Settings

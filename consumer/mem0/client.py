@@ -1,6 +1,6 @@
 """The Mem0 client: the Platform API and the self-hosted REST server behind one small interface.
 
-One pooled HTTP session per process (aiohttp, or httpx with any transport: consumer/http.py);
+One pooled HTTP session per process (aiohttp, or httpx with any transport: consumer/mem0/http.py);
 it is a constructor argument so tests and benchmarks can inject one. Every request is
 classified here (see `retry.classify`) and surfaces as a typed error; retrying is the
 executor's job, not this module's.
@@ -37,8 +37,12 @@ from urllib.parse import quote
 
 import httpx
 
-from consumer.events import Scope
-from consumer.http import (
+from consumer.core.events import Scope
+from consumer.core.memory_ids import all_uuids
+from consumer.core.pacing import AdaptiveRate
+from consumer.core.planner import OSS, PLATFORM, Capabilities
+from consumer.core.retry import Verdict, classify, parse_retry_after
+from consumer.mem0.http import (
     AiohttpSession,
     HttpSession,
     HttpxSession,
@@ -47,12 +51,8 @@ from consumer.http import (
     TransportError,
     proxy_for,
 )
-from consumer.lean_http import LeanSession
-from consumer.memory_ids import all_uuids
-from consumer.pacing import AdaptiveRate
-from consumer.planner import OSS, PLATFORM, Capabilities
-from consumer.retry import Verdict, classify, parse_retry_after
-from consumer.slots import Slots
+from consumer.mem0.lean_http import LeanSession
+from consumer.mem0.slots import Slots
 
 __all__ = [
     "ENTITY_TYPES",
@@ -159,7 +159,7 @@ def make_http_client(
 ) -> HttpSession:
     """The one pooled session: keep-alive connections sized to the call concurrency.
 
-    `auto`: the lean client (consumer/lean_http.py: under half of aiohttp's CPU per call), or
+    `auto`: the lean client (consumer/mem0/lean_http.py: under half of aiohttp's CPU per call), or
     aiohttp when the environment sets a proxy for the URL. `lean`, `aiohttp` and `httpx` force
     one (MEM0_HTTP_CLIENT: an escape hatch should a network device disagree with the lean
     one). A transport (a test's mock, HTTP/2) always means httpx.
@@ -417,7 +417,7 @@ class PlatformClient(Mem0Client):
 
     async def any_match(self, scopes: Sequence[Scope]) -> bool:
         """Whether any memory matches any of these single-identifier scopes: one listing with
-        the OR of their filters (see consumer/scope_check.py)."""
+        the OR of their filters (see consumer/pipeline/scope_check.py)."""
         if not scopes or any(len(s.entities) != 1 or s.metadata for s in scopes):
             raise ValueError("a grouped listing takes single-identifier scopes")
         body = {"filters": {"OR": [dict(s.entities) for s in scopes]}, **_EVERY_RECORD}

@@ -23,18 +23,18 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from consumer.codec import Decoder
-from consumer.downstream import Downstream, DownstreamState
-from consumer.executor import Executor
-from consumer.flush import DeadLetterSink, Flush, Load, Record
-from consumer.guard import DlqGuard
-from consumer.mem0 import Mem0Client
-from consumer.metrics import Metrics
-from consumer.offsets import OffsetTracker, PartitionOffsets
-from consumer.producer import AsyncProducer
-from consumer.progress import ProgressLog
-from consumer.receipt_sink import ReceiptSink
+from consumer.avro.codec import Decoder
+from consumer.core.guard import DlqGuard
+from consumer.core.offsets import OffsetTracker, PartitionOffsets
+from consumer.kafka.producer import AsyncProducer
+from consumer.kafka.receipt_sink import ReceiptSink
+from consumer.mem0.client import Mem0Client
+from consumer.mem0.downstream import Downstream, DownstreamState
+from consumer.pipeline.executor import Executor
+from consumer.pipeline.flush import DeadLetterSink, Flush, Load, Record
 from consumer.settings import Settings
+from consumer.telemetry.metrics import Metrics
+from consumer.telemetry.progress import ProgressLog
 
 __all__ = ["ConsumerApp"]
 

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from consumer.http import RawJson, Reply, TransportError
-from consumer.slots import Slots
+from consumer.mem0.http import RawJson, Reply, TransportError
+from consumer.mem0.slots import Slots
 
 __all__ = ["LeanSession"]
 

@@ -17,17 +17,13 @@ from dataclasses import dataclass, replace
 
 from confluent_kafka import Message
 
-from consumer.codec import DecodeError, Decoder
-from consumer.dlq import DeadLetter, dead_letter_headers, headers_of
-from consumer.events import DeletionEvent
-from consumer.executor import Executor, Failure
-from consumer.guard import DlqGuard
-from consumer.metrics import Metrics, observe_many
-from consumer.planner import Capabilities, Operation, Plan, Ref, Rejection, plan
-from consumer.producer import AsyncProducer, DeliveryError
-from consumer.progress import FlushSummary
-from consumer.receipt_sink import ReceiptSink
-from consumer.receipts import (
+from consumer.avro.codec import DecodeError, Decoder
+from consumer.avro.registry import RegistryError
+from consumer.core.dlq import DeadLetter, dead_letter_headers, headers_of
+from consumer.core.events import DeletionEvent
+from consumer.core.guard import DlqGuard
+from consumer.core.planner import Capabilities, Operation, Plan, Ref, Rejection, plan
+from consumer.core.receipts import (
     OperationReport,
     Position,
     Receipt,
@@ -36,7 +32,11 @@ from consumer.receipts import (
     duplicate,
     operation_report,
 )
-from consumer.registry import RegistryError
+from consumer.kafka.producer import AsyncProducer, DeliveryError
+from consumer.kafka.receipt_sink import ReceiptSink
+from consumer.pipeline.executor import Executor, Failure
+from consumer.telemetry.metrics import Metrics, observe_many
+from consumer.telemetry.progress import FlushSummary
 
 __all__ = ["DeadLetterSink", "Flush", "Load", "Record"]
 

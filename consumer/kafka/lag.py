@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from consumer.metrics import Metrics
+from consumer.telemetry.metrics import Metrics
 
 __all__ = ["LagClient", "LagMonitor", "lag_client_config", "partition_lag"]
 

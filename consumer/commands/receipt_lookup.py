@@ -22,10 +22,10 @@ from typing import TextIO
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumer.partition_end import fetched_end, partition_end
-from consumer.receipt_codec import ReceiptDecodeError, ReceiptDecoder
-from consumer.receipts import Receipt, iso_millis
-from consumer.registry import SchemaRegistryClient
+from consumer.avro.receipt_codec import ReceiptDecodeError, ReceiptDecoder
+from consumer.avro.registry import SchemaRegistryClient
+from consumer.core.receipts import Receipt, iso_millis
+from consumer.kafka.partition_end import fetched_end, partition_end
 from consumer.settings import Settings
 
 __all__ = ["Found", "add_receipts_arguments", "find_receipts", "run_receipts"]

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from consumer.events import DeletionEvent
-from consumer.planner import DeleteAll, DeleteEntity, DeleteIds, Operation
+from consumer.core.events import DeletionEvent
+from consumer.core.planner import DeleteAll, DeleteEntity, DeleteIds, Operation
 
 __all__ = [
     "COMPLETED",

@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from consumer.downstream import Downstream
-from consumer.events import Scope
-from consumer.mem0 import (
+from consumer.core.events import Scope
+from consumer.core.planner import DeleteAll, DeleteEntity, DeleteIds, Operation, Ref, ResolveScope
+from consumer.core.retry import RetryPolicy
+from consumer.core.verification import FAILED, OFF, VerifyPolicy, passed, pick_sample, progressed
+from consumer.mem0.client import (
     AuthError,
     JobNotFound,
     JobStatus,
@@ -33,10 +35,8 @@ from consumer.mem0 import (
     TransientError,
     UncertainError,
 )
-from consumer.planner import DeleteAll, DeleteEntity, DeleteIds, Operation, Ref, ResolveScope
-from consumer.retry import RetryPolicy
-from consumer.scope_check import AnyMatch, GroupedEmptinessCheck
-from consumer.verification import FAILED, OFF, VerifyPolicy, passed, pick_sample, progressed
+from consumer.mem0.downstream import Downstream
+from consumer.pipeline.scope_check import AnyMatch, GroupedEmptinessCheck
 
 __all__ = ["Executor", "Failure", "Outcome"]
 

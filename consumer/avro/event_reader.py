@@ -21,7 +21,7 @@ of the reader schema, or of the version-1 file, turns the shortcut off for the w
 concerned (and a unit test fails until this module follows).
 
 The scan (bytes to a tuple of fields) exists twice: `scan_py` here, and the same in C
-(consumer/_scan.c), which `pip install` builds where a compiler is and which is used when
+(consumer/avro/_scan.c), which `pip install` builds where a compiler is and which is used when
 present: reading is then ~10x cheaper, and the id clean-up spent a third of its CPU there. The
 tests hold both to the general path.
 """
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from consumer.events import REASONS, DeletionEvent, EventType, Scope, _clean, _clean_ids
+from consumer.core.events import REASONS, DeletionEvent, EventType, Scope, _clean, _clean_ids
 
 __all__ = ["CANONICAL", "CANONICAL_V1", "COMPILED", "Fields", "read_event", "scan", "scan_py"]
 
@@ -270,9 +270,9 @@ def _metadata(data: bytes, pos: int) -> tuple[dict[str, str], int]:
 
 
 def _compiled_scan() -> Callable[[bytes, int, bool], Fields | None] | None:
-    """The same scan compiled (consumer/_scan.c), built by `pip install` where a compiler is."""
+    """The same scan compiled (consumer/avro/_scan.c), built by `pip install` with a compiler."""
     try:
-        from consumer._scan import scan as compiled
+        from consumer.avro._scan import scan as compiled
     except ImportError:  # pragma: no cover - a checkout installed without a C compiler
         return None
     return compiled

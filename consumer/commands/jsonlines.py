@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from consumer.events import REASONS, EventType
+from consumer.core.events import REASONS, EventType
 
 __all__ = ["NAMESPACE", "parse_lines", "parse_record"]
 

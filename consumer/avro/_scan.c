@@ -1,5 +1,5 @@
 /* The event reader's scan in C: the bytes of one event written with the reader schema itself
- * (consumer/event_reader.py, CANONICAL) or with its version 1 (CANONICAL_V1) to a tuple of its
+ * (consumer/avro/event_reader.py, CANONICAL) or with its version 1 (CANONICAL_V1) to a tuple of its
  * fields, or None when unsure.
  *
  * It is the same shortcut as event_reader._scan, only compiled: the id clean-up spends a third
@@ -327,8 +327,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
-    .m_name = "consumer._scan",
-    .m_doc = "The event reader's scan, compiled (see consumer/event_reader.py).",
+    .m_name = "consumer.avro._scan",
+    .m_doc = "The event reader's scan, compiled (see consumer/avro/event_reader.py).",
     .m_size = -1,
     .m_methods = methods,
 };

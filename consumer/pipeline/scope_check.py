@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from consumer.events import Scope
+from consumer.core.events import Scope
 
 __all__ = ["GROUP_SIZE", "GroupedEmptinessCheck"]
 

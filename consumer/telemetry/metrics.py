@@ -14,9 +14,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from consumer.dlq import DLQ_REASONS
-from consumer.events import EventType
-from consumer.verification import RESULTS as VERIFICATION_RESULTS
+from consumer.core.dlq import DLQ_REASONS
+from consumer.core.events import EventType
+from consumer.core.verification import RESULTS as VERIFICATION_RESULTS
 
 __all__ = [
     "API_STATUSES",
@@ -51,7 +51,8 @@ OPERATIONS = (
     "entity_delete",
     "entity_get",
 )
-# Why the downstream is halted (consumer.mem0's AuthError causes): `downstream_halted{cause}`.
+# Why the downstream is halted (the AuthError causes of consumer.mem0.client):
+# `downstream_halted{cause}`.
 HALT_CAUSES = ("auth_refused", "admin_role_required")
 # The reasons of CONTRACT section 6, defined once with the dead-letter headers.
 # Why a call was tried again; `retry_reason` maps a status onto these.
@@ -224,7 +225,7 @@ class Metrics:
             child.set(1 if known == cause else 0)
 
     def observe_api_request(self, operation: str, status: str, seconds: float) -> None:
-        """One Mem0 call; fits `consumer.mem0.Observer`. `status` is the code or 'error'."""
+        """One Mem0 call; fits `consumer.mem0.client.Observer`. `status` is the code or 'error'."""
         counter = self.api_requests.get((operation, status))
         if counter is None:  # a status first seen now; bounded by HTTP itself
             counter = self.api_requests[(operation, status)] = self.api_requests_total.labels(

@@ -33,11 +33,11 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from consumer.event_reader import CANONICAL as _FAST_CANONICAL
-from consumer.event_reader import CANONICAL_V1 as _FAST_CANONICAL_V1
-from consumer.event_reader import read_event
-from consumer.events import DeletionEvent, EventType, event_from_record, event_to_record
-from consumer.registry import SchemaNotFound
+from consumer.avro.event_reader import CANONICAL as _FAST_CANONICAL
+from consumer.avro.event_reader import CANONICAL_V1 as _FAST_CANONICAL_V1
+from consumer.avro.event_reader import read_event
+from consumer.avro.registry import SchemaNotFound
+from consumer.core.events import DeletionEvent, EventType, event_from_record, event_to_record
 
 __all__ = [
     "DECODE_ERROR",
@@ -161,11 +161,13 @@ def default_schema_dir() -> Path:
     packaged folder is tried first so an unrelated top-level `schemas/` in site-packages is never
     picked up by mistake.
     """
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "schemas_data", here.parent / "schemas"):
+    package = Path(__file__).resolve().parents[1]  # consumer/
+    for candidate in (package / "schemas_data", package.parent / "schemas"):
         if (candidate / READER_FILE).is_file():
             return candidate
-    raise FileNotFoundError(f"{READER_FILE} is in neither {here / 'schemas_data'} nor a checkout")
+    raise FileNotFoundError(
+        f"{READER_FILE} is in neither {package / 'schemas_data'} nor a checkout"
+    )
 
 
 @dataclass(frozen=True, slots=True)

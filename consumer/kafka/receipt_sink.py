@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from consumer.producer import AsyncProducer, DeliveryError
-from consumer.receipt_codec import ReceiptEncoder
-from consumer.receipts import Receipt
+from consumer.avro.receipt_codec import ReceiptEncoder
+from consumer.core.receipts import Receipt
+from consumer.kafka.producer import AsyncProducer, DeliveryError
 
 __all__ = ["ReceiptSink"]
 

@@ -11,10 +11,10 @@ from typing import TextIO
 
 from confluent_kafka import KafkaError, Producer
 
-from consumer.codec import READER_FILE, Encoder, SchemaStore, default_schema_dir
-from consumer.events import partition_key
-from consumer.jsonlines import parse_record
-from consumer.registry import SchemaRegistryClient
+from consumer.avro.codec import READER_FILE, Encoder, SchemaStore, default_schema_dir
+from consumer.avro.registry import SchemaRegistryClient
+from consumer.commands.jsonlines import parse_record
+from consumer.core.events import partition_key
 from consumer.settings import Settings, SettingsError
 
 __all__ = ["produce_lines"]

@@ -15,7 +15,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from enum import IntEnum
 
-from consumer.mem0 import AdminRoleError, AuthError, Mem0Client, RejectedError, TransientError
+from consumer.mem0.client import (
+    AdminRoleError,
+    AuthError,
+    Mem0Client,
+    RejectedError,
+    TransientError,
+)
 
 __all__ = ["Downstream", "DownstreamState"]
 

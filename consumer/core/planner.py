@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, combinations, repeat
 
-from consumer.events import DeletionEvent, EventType, Scope
-from consumer.memory_ids import all_path_segments, all_uuids
+from consumer.core.events import DeletionEvent, EventType, Scope
+from consumer.core.memory_ids import all_path_segments, all_uuids
 
 __all__ = [
     "OSS",

@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol
 
 from fastavro import schemaless_reader
 
-from consumer.codec import (
+from consumer.avro.codec import (
     AvroSchema,
     SchemaSource,
     default_schema_dir,
@@ -24,8 +24,8 @@ from consumer.codec import (
     frame_confluent,
     frame_single_object,
 )
-from consumer.receipts import Receipt
-from consumer.registry import RegistryError
+from consumer.avro.registry import RegistryError
+from consumer.core.receipts import Receipt
 
 __all__ = [
     "RECEIPT_FILE",
