@@ -233,14 +233,7 @@ class Executor:
             if job_id is None:
                 await self._verify_empty(scope, tally)
                 return
-            tally.job_id = job_id
-            status = await self._watch(job_id, tally)
-            if status.status != "SUCCEEDED":
-                # A FAILED job is retried like a failed call.
-                raise TransientError(
-                    f"delete job FAILED: {status.error or 'no reason given'}",
-                    operation="delete_all",
-                )
+            await self._job_succeeded(job_id, "delete_all", tally)
 
         async def delete() -> None:
             await self._retrying("delete_all", start_and_watch, tally, counted=False)
@@ -251,6 +244,17 @@ class Executor:
                 await self._verify_scope(scope, delete, tally)
         except RejectedError as exc:
             raise _GaveUp("rejected", str(exc), exc.status) from exc
+
+    async def _job_succeeded(self, job_id: str, operation: str, tally: _Tally) -> None:
+        """Watch a Platform job to its end; a FAILED one is raised like a failed call, so the
+        step that started it is retried."""
+        tally.job_id = job_id
+        status = await self._watch(job_id, tally)
+        if status.status != "SUCCEEDED":
+            raise TransientError(
+                f"{operation} job FAILED: {status.error or 'no reason given'}",
+                operation=operation,
+            )
 
     async def _verify_scope(
         self, scope: Scope, delete: Callable[[], Awaitable[None]], tally: _Tally
@@ -303,13 +307,7 @@ class Executor:
             )
             if job_id is None:
                 return  # no such entity: nothing to delete
-            tally.job_id = job_id
-            status = await self._watch(job_id, tally)
-            if status.status != "SUCCEEDED":
-                raise TransientError(
-                    f"entity delete job FAILED: {status.error or 'no reason given'}",
-                    operation="entity_delete",
-                )
+            await self._job_succeeded(job_id, "entity_delete", tally)
 
         async def delete() -> None:
             await self._retrying("entity_delete", start_and_watch, tally, counted=False)
