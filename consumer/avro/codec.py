@@ -37,6 +37,7 @@ from consumer.avro.event_reader import CANONICAL as _FAST_CANONICAL
 from consumer.avro.event_reader import CANONICAL_V1 as _FAST_CANONICAL_V1
 from consumer.avro.event_reader import read_event
 from consumer.avro.registry import SchemaNotFound
+from consumer.core.dlq import DlqReason
 from consumer.core.events import DeletionEvent, EventType, event_from_record, event_to_record
 
 __all__ = [
@@ -57,9 +58,9 @@ __all__ = [
     "frame_single_object",
 ]
 
-DecodeReason = Literal["decode_error", "unknown_schema"]
-DECODE_ERROR: Final = "decode_error"
-UNKNOWN_SCHEMA: Final = "unknown_schema"
+DecodeReason = Literal[DlqReason.DECODE_ERROR, DlqReason.UNKNOWN_SCHEMA]
+DECODE_ERROR: Final = DlqReason.DECODE_ERROR
+UNKNOWN_SCHEMA: Final = DlqReason.UNKNOWN_SCHEMA
 
 # The current reader schema's file; every other *.avsc beside it is an older or newer writer.
 READER_FILE = "deletion_event.avsc"

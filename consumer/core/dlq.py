@@ -4,25 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 __all__ = [
     "DLQ_REASONS",
     "DeadLetter",
+    "DlqReason",
     "Headers",
     "dead_letter_headers",
     "headers_of",
     "one_line",
 ]
 
-DLQ_REASONS = (
-    "decode_error",
-    "unknown_schema",
-    "invalid_scope",
-    "unsupported_scope",
-    "rejected",
-    "retries_exhausted",
-    "verification_failed",
-)
+
+class DlqReason(StrEnum):
+    """Why a record was dead-lettered: the `dlq.reason` header and the metric's label."""
+
+    DECODE_ERROR = "decode_error"  # the bytes are no event of a schema we know how to read
+    UNKNOWN_SCHEMA = "unknown_schema"  # the writer schema cannot be found
+    INVALID_SCOPE = "invalid_scope"  # no identifier, a `*` wildcard, a memory id not a UUID
+    UNSUPPORTED_SCOPE = "unsupported_scope"  # a scope this backend cannot filter on
+    REJECTED = "rejected"  # Mem0 refused the call for good (a 4xx)
+    RETRIES_EXHAUSTED = "retries_exhausted"  # transient failures past the retry budget
+    VERIFICATION_FAILED = "verification_failed"  # still found after every re-delete
+
+
+DLQ_REASONS = tuple(reason.value for reason in DlqReason)
 
 _ERROR_LIMIT = 1024
 
@@ -31,7 +38,7 @@ _ERROR_LIMIT = 1024
 class DeadLetter:
     """Why and where from: everything the headers say besides the original record."""
 
-    reason: str
+    reason: DlqReason
     error: str
     topic: str
     partition: int

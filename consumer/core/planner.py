@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, combinations, repeat
 
+from consumer.core.dlq import DlqReason
 from consumer.core.events import DeletionEvent, EventType, Scope
 from consumer.core.memory_ids import all_path_segments, all_uuids
 
@@ -159,7 +160,7 @@ Operation = DeleteAll | ResolveScope | DeleteIds | DeleteEntity
 class Rejection:
     """An event that gets no call: it goes to the dead-letter topic with this reason."""
 
-    reason: str  # invalid_scope or unsupported_scope
+    reason: DlqReason  # INVALID_SCOPE or UNSUPPORTED_SCOPE
     message: str
 
 
@@ -177,45 +178,45 @@ def validate(event: DeletionEvent, caps: Capabilities) -> Rejection | None:
         return _validate_ids(event.memory_ids, caps)
     scope = event.scope
     if scope is None or not scope.entities:
-        return Rejection("invalid_scope", "the filter has no identifier")
+        return Rejection(DlqReason.INVALID_SCOPE, "the filter has no identifier")
     entities = scope.entities
     required = _REQUIRED_KEY.get(event.type)
     # The common case, one identifier and no metadata, checked without building anything.
     if len(entities) == 1 and not scope.metadata:
         key, value = entities[0]
         if required is not None and key != required:
-            return Rejection("invalid_scope", f"the filter has no {required}")
+            return Rejection(DlqReason.INVALID_SCOPE, f"the filter has no {required}")
         if "*" in value:
-            return Rejection("invalid_scope", "an identifier contains the wildcard '*'")
+            return Rejection(DlqReason.INVALID_SCOPE, "an identifier contains the wildcard '*'")
         if key == "app_id" and not caps.app_id_and_metadata:
-            return Rejection("unsupported_scope", "the backend cannot filter by app_id")
+            return Rejection(DlqReason.UNSUPPORTED_SCOPE, "the backend cannot filter by app_id")
         return None
     if required is not None and required not in dict(entities):
-        return Rejection("invalid_scope", f"the filter has no {required}")
+        return Rejection(DlqReason.INVALID_SCOPE, f"the filter has no {required}")
     # Keys and values joined, one C-level search (entity keys never hold a '*').
     if "*" in "".join(chain.from_iterable(entities)) or (
         scope.metadata and "*" in "".join(chain.from_iterable(scope.metadata))
     ):
-        return Rejection("invalid_scope", "an identifier contains the wildcard '*'")
+        return Rejection(DlqReason.INVALID_SCOPE, "an identifier contains the wildcard '*'")
     if not caps.app_id_and_metadata:
         if scope.metadata:
-            return Rejection("unsupported_scope", "the backend cannot filter by metadata")
+            return Rejection(DlqReason.UNSUPPORTED_SCOPE, "the backend cannot filter by metadata")
         if any(key == "app_id" for key, _ in entities):
-            return Rejection("unsupported_scope", "the backend cannot filter by app_id")
+            return Rejection(DlqReason.UNSUPPORTED_SCOPE, "the backend cannot filter by app_id")
     return None
 
 
 def _validate_ids(memory_ids: Sequence[str], caps: Capabilities) -> Rejection | None:
     if not memory_ids:
-        return Rejection("invalid_scope", "no memory id")
+        return Rejection(DlqReason.INVALID_SCOPE, "no memory id")
     if _ids_valid(memory_ids, caps):
         return None
     # Only for events that fail: say which rule they broke.
     if any("*" in memory_id for memory_id in memory_ids):
-        return Rejection("invalid_scope", "a memory id contains the wildcard '*'")
+        return Rejection(DlqReason.INVALID_SCOPE, "a memory id contains the wildcard '*'")
     if caps.uuid_ids:
-        return Rejection("invalid_scope", "a memory id is not a UUID")
-    return Rejection("invalid_scope", "a memory id is not a plain path segment")
+        return Rejection(DlqReason.INVALID_SCOPE, "a memory id is not a UUID")
+    return Rejection(DlqReason.INVALID_SCOPE, "a memory id is not a plain path segment")
 
 
 def _ids_valid(memory_ids: Sequence[str], caps: Capabilities) -> bool:

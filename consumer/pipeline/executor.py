@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from consumer.core.dlq import DlqReason
 from consumer.core.events import Scope
 from consumer.core.planner import DeleteAll, DeleteEntity, DeleteIds, Operation, Ref, ResolveScope
 from consumer.core.retry import RetryPolicy
@@ -53,7 +54,7 @@ _STALLED_ROUNDS = 3
 class Failure:
     """Why an event could not be served; becomes its dead-letter headers."""
 
-    reason: str  # rejected, retries_exhausted or verification_failed
+    reason: DlqReason  # REJECTED, RETRIES_EXHAUSTED or VERIFICATION_FAILED
     message: str
     attempts: int
     http_status: int | None = None
@@ -83,7 +84,7 @@ class _Tally:
 
 
 class _GaveUp(Exception):
-    def __init__(self, reason: str, message: str, status: int | None) -> None:
+    def __init__(self, reason: DlqReason, message: str, status: int | None) -> None:
         super().__init__(message)
         self.reason = reason
         self.status = status
@@ -162,7 +163,7 @@ class Executor:
             outcome.failures = dict.fromkeys(operation.refs, failure)
         except RejectedError as exc:
             # A listing or job check refused outright: this request cannot be carried out.
-            failure = Failure("rejected", str(exc), tally.calls, exc.status)
+            failure = Failure(DlqReason.REJECTED, str(exc), tally.calls, exc.status)
             outcome.failures = dict.fromkeys(operation.refs, failure)
         outcome.calls = tally.calls
         outcome.finished_at = self._wall()
@@ -210,9 +211,9 @@ class Executor:
                     # that may be deterministic must not be retried for ever.
                     uncertain += 1
                     if uncertain > self._uncertain_retries:
-                        raise _GaveUp("retries_exhausted", str(exc), exc.status) from exc
+                        raise _GaveUp(DlqReason.RETRIES_EXHAUSTED, str(exc), exc.status) from exc
                 if self._policy.gives_up(started, self._clock(), delay):
-                    raise _GaveUp("retries_exhausted", str(exc), exc.status) from exc
+                    raise _GaveUp(DlqReason.RETRIES_EXHAUSTED, str(exc), exc.status) from exc
                 self._on_retry(operation, exc.status)
                 self._downstream.backing_off()
                 attempt += 1
@@ -243,7 +244,7 @@ class Executor:
             if tally.job_id is not None and self._verify.enabled:
                 await self._verify_scope(scope, delete, tally)
         except RejectedError as exc:
-            raise _GaveUp("rejected", str(exc), exc.status) from exc
+            raise _GaveUp(DlqReason.REJECTED, str(exc), exc.status) from exc
 
     async def _job_succeeded(self, job_id: str, operation: str, tally: _Tally) -> None:
         """Watch a Platform job to its end; a FAILED one is raised like a failed call, so the
@@ -289,7 +290,7 @@ class Executor:
             if redeletes >= self._verify.max_rounds:
                 self._on_verify(FAILED)
                 raise _GaveUp(
-                    "verification_failed",
+                    DlqReason.VERIFICATION_FAILED,
                     f"{what} after its delete job SUCCEEDED and {redeletes} more {redo}",
                     tally.last_status,
                 )
@@ -331,7 +332,7 @@ class Executor:
                 left, delete, tally, "the user's entity is still there", "entity deletes"
             )
         except RejectedError as exc:
-            raise _GaveUp("rejected", str(exc), exc.status) from exc
+            raise _GaveUp(DlqReason.REJECTED, str(exc), exc.status) from exc
 
     def _passed(self, tally: _Tally, redeletes: int) -> None:
         tally.verified = True
@@ -377,7 +378,7 @@ class Executor:
             if stalled >= self._verify.max_rounds:
                 self._on_verify(FAILED)
                 raise _GaveUp(
-                    "verification_failed",
+                    DlqReason.VERIFICATION_FAILED,
                     f"memories still match after delete_all and {redeletes} more",
                     tally.last_status,
                 )
@@ -412,7 +413,9 @@ class Executor:
                 if redeletes >= self._verify.max_rounds:
                     self._on_verify(FAILED)
                     message = f"memories still listed after {redeletes} re-deletes"
-                    return Failure("verification_failed", message, tally.calls, tally.last_status)
+                    return Failure(
+                        DlqReason.VERIFICATION_FAILED, message, tally.calls, tally.last_status
+                    )
                 redeletes += 1
             bad = await self._delete_chunk(todo, tally)
             for memory_id, error in bad:
@@ -424,7 +427,7 @@ class Executor:
             if stalled >= _STALLED_ROUNDS:
                 break
         if last_refusal is not None:
-            return Failure("rejected", str(last_refusal), tally.calls, last_refusal.status)
+            return Failure(DlqReason.REJECTED, str(last_refusal), tally.calls, last_refusal.status)
         self._passed(tally, redeletes)
         return None
 
@@ -443,12 +446,15 @@ class Executor:
         failures: dict[Ref, Failure] = {}
         for memory_id, error in bad:
             for ref in owners[memory_id]:
-                failures.setdefault(ref, Failure("rejected", str(error), tally.calls, error.status))
+                failures.setdefault(
+                    ref, Failure(DlqReason.REJECTED, str(error), tally.calls, error.status)
+                )
         for memory_id in left:
             message = f"memory still there after {self._verify.max_rounds} re-deletes"
             for ref in owners[memory_id]:
                 failures.setdefault(
-                    ref, Failure("verification_failed", message, tally.calls, tally.last_status)
+                    ref,
+                    Failure(DlqReason.VERIFICATION_FAILED, message, tally.calls, tally.last_status),
                 )
         return failures
 

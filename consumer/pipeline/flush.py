@@ -19,7 +19,7 @@ from confluent_kafka import Message
 
 from consumer.avro.codec import DecodeError, Decoder
 from consumer.avro.registry import RegistryError
-from consumer.core.dlq import DeadLetter, dead_letter_headers, headers_of
+from consumer.core.dlq import DeadLetter, DlqReason, dead_letter_headers, headers_of
 from consumer.core.events import DeletionEvent
 from consumer.core.guard import DlqGuard
 from consumer.core.planner import Capabilities, Operation, Plan, Ref, Rejection, plan
@@ -111,7 +111,7 @@ class DeadLetterSink:
     def letter(
         self,
         record: Record,
-        reason: str,
+        reason: DlqReason,
         error: str,
         event_id: str | None,
         failure: Failure | None = None,
