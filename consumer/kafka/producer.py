@@ -3,28 +3,51 @@
 Delivery reports arrive on librdkafka's side when the producer is polled; a daemon thread polls
 and hands each report to the event loop, so `await producer.send(...)` returns only once the
 broker acknowledged the record (or raises if it could not).
+
+`produce_until_delivered` is the one place that retries a write the broker did not take: the
+dead-letter and receipt writes must land before their offset is committed, so they wait out a
+broker that is down rather than give up (0.5 s, doubling to 30 s, for ever). Every
+`DeliveryError` is retried, a non-retriable one too, as each sink did before: giving up would
+mean committing past a record that was never written, and while the write is retried its
+offset waits, so nothing is lost; the log line shows the error to whoever must fix it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-__all__ = ["AsyncProducer", "DeliveryError"]
+from consumer.core.errors import ConsumerError
+
+__all__ = [
+    "REDELIVERY_CAP_S",
+    "REDELIVERY_FIRST_S",
+    "AsyncProducer",
+    "DeliveryError",
+    "Sender",
+    "produce_until_delivered",
+    "redelivery_delays",
+]
 
 Headers = Sequence[tuple[str, bytes | None]]
 
+# The first wait after a refused write, and the longest: doubling from one to the other reaches
+# a broker back within a second or two, and polls a long outage twice a minute.
+REDELIVERY_FIRST_S = 0.5
+REDELIVERY_CAP_S = 30.0
 
-class DeliveryError(Exception):
+
+class DeliveryError(ConsumerError):
     """The broker did not take the record; `retriable` says whether trying again may help."""
 
     def __init__(self, message: str, *, retriable: bool = True) -> None:
         super().__init__(message)
-        self.retriable = retriable
+        self.retriable = retriable  # known only when raised: librdkafka's error says
 
 
 class AsyncProducer:
@@ -69,6 +92,51 @@ class AsyncProducer:
         self._running = False
         self._thread.join(timeout=1.0)
         return left
+
+
+class Sender(Protocol):
+    """What `produce_until_delivered` needs of a producer (an `AsyncProducer`, a test's fake)."""
+
+    async def send(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> None: ...
+
+
+def redelivery_delays() -> Iterator[float]:
+    """The waits between attempts: 0.5 s, doubling, then 30 s for ever."""
+    delay = REDELIVERY_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, REDELIVERY_CAP_S)
+
+
+async def produce_until_delivered(
+    producer: Sender,
+    topic: str,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers | None,
+    what: str,
+    log: logging.Logger,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Send one record and return once the broker acknowledged it, retrying every refusal.
+
+    `what` names the record in the log line ("receipt" gives "receipt write failed, retrying
+    in 0.5s: ..."), logged at ERROR on `log`, the caller's logger, so the line says whose
+    write it was. Anything but a `DeliveryError` propagates.
+    """
+    delays = redelivery_delays()
+    while True:
+        try:
+            await producer.send(topic, key=key, value=value, headers=headers)
+            return
+        except DeliveryError as exc:
+            # Not acknowledged, so not finished: the caller's offset stays uncommitted meanwhile.
+            delay = next(delays)
+            log.error("%s write failed, retrying in %.1fs: %s", what, delay, exc)
+            await sleep(delay)
 
 
 def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:

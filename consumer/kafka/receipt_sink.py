@@ -13,13 +13,11 @@ import logging
 
 from consumer.avro.receipt_codec import ReceiptEncoder
 from consumer.core.receipts import Receipt
-from consumer.kafka.producer import AsyncProducer, DeliveryError
+from consumer.kafka.producer import AsyncProducer, produce_until_delivered
 
 __all__ = ["ReceiptSink"]
 
 log = logging.getLogger(__name__)
-
-_RETRY_CAP_S = 30.0
 
 
 class ReceiptSink:
@@ -38,13 +36,13 @@ class ReceiptSink:
     async def _write(self, receipt: Receipt) -> None:
         value = await self._encoder.encode(receipt)
         key = receipt.event_id.encode("utf-8")
-        delay = 0.5
-        while True:
-            try:
-                await self._producer.send(self._topic, key=key, value=value, headers=None)
-                return
-            except DeliveryError as exc:
-                # Not acknowledged, so not finished: the offset stays uncommitted meanwhile.
-                log.error("receipt write failed, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_CAP_S)
+        # Not acknowledged, so not finished: retried until it is, the offset waiting meanwhile.
+        await produce_until_delivered(
+            self._producer,
+            self._topic,
+            key=key,
+            value=value,
+            headers=None,
+            what="receipt",
+            log=log,
+        )
