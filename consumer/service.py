@@ -1,4 +1,9 @@
-"""Builds the consumer's parts from settings and runs them: what `run` and `demo` share."""
+"""The composition root: builds every part of the consumer from settings, hands each its
+collaborators through its constructor, and runs them; what `run` and `demo` share.
+
+Nothing else reads `Settings` to decide how parts are wired: the loop, a flush, the executor
+and the sinks receive what they use, so each can be built alone in a test.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +18,29 @@ from prometheus_client import CollectorRegistry
 from consumer.avro.codec import Decoder, SchemaStore
 from consumer.avro.receipt_codec import ReceiptEncoder
 from consumer.avro.registry import SchemaRegistryClient
+from consumer.core.guard import DlqGuard
+from consumer.core.offsets import OffsetTracker
 from consumer.core.retry import RetryPolicy
 from consumer.core.verification import VerifyPolicy
+from consumer.kafka.dead_letter_sink import DeadLetterSink
 from consumer.kafka.lag import LagMonitor, lag_client_config
 from consumer.kafka.preflight import build_client, check_admin_role, check_topics
 from consumer.kafka.producer import AsyncProducer
 from consumer.kafka.receipt_sink import ReceiptSink
-from consumer.mem0.client import Mem0Client, OssClient, PlatformClient, make_http_client
+from consumer.mem0.client import Mem0Client, auth_headers, make_http_client
 from consumer.mem0.downstream import Downstream
-from consumer.pipeline.app import ConsumerApp
+from consumer.mem0.oss_client import OssClient
+from consumer.mem0.platform_client import PlatformClient
+from consumer.pipeline.app import ConsumerApp, LoopLimits
 from consumer.pipeline.executor import Executor
+from consumer.pipeline.flush import FlushParts
+from consumer.pipeline.in_flight import InFlight
 from consumer.settings import Settings, SettingsError
 from consumer.telemetry.health import HealthServer
 from consumer.telemetry.metrics import Metrics, retry_reason
+from consumer.telemetry.progress import ProgressLog
 
-__all__ = ["make_mem0_client", "serve"]
+__all__ = ["loop_limits", "make_mem0_client", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +51,10 @@ def make_mem0_client(
     observe: Callable[[str, str, float], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Mem0Client:
-    key = settings.mem0_api_key.reveal()
+    headers = auth_headers(settings.mem0_backend, settings.mem0_api_key.reveal())
     if settings.mem0_backend == "oss":
-        headers = {"X-API-Key": key} if key else {}
         kind: type[Mem0Client] = OssClient
     else:
-        headers = {"Authorization": f"Token {key}"}
         kind = PlatformClient
     http = make_http_client(
         settings.mem0_base_url,
@@ -58,6 +69,73 @@ def make_mem0_client(
         max_concurrency=settings.mem0_max_concurrency,
         observe=observe,
         erase_user_entity=settings.erase_user_entity,
+    )
+
+
+def make_executor(
+    settings: Settings, client: Mem0Client, downstream: Downstream, metrics: Metrics
+) -> Executor:
+    policy = RetryPolicy(
+        base_s=settings.retry_base_ms / 1000,
+        cap_s=settings.retry_cap_s,
+        retry_after_cap_s=settings.retry_after_cap_s,
+        max_duration_s=settings.retry_max_duration_s or None,
+    )
+    return Executor(
+        client,
+        downstream,
+        policy,
+        job_poll_s=settings.mem0_job_poll_interval_ms / 1000,
+        job_not_found_grace_s=settings.mem0_job_not_found_grace_s,
+        uncertain_retries=settings.mem0_unknown_error_retries,
+        on_retry=lambda operation, status: metrics.observe_retry(operation, retry_reason(status)),
+        verify=VerifyPolicy(
+            enabled=settings.verify_deletes,
+            sample_share=settings.verify_sample_share,
+            max_rounds=settings.verify_max_rounds,
+        ),
+        on_verify=metrics.observe_verification,
+    )
+
+
+def make_dead_letters(
+    settings: Settings, producer: AsyncProducer, metrics: Metrics
+) -> DeadLetterSink:
+    guard = DlqGuard(
+        window=settings.dlq_guard_window,
+        max_share=settings.dlq_guard_max_share,
+        min_events=settings.dlq_guard_min_events,
+        # Taking stops at the event budget; a poll's batch may overshoot it.
+        horizon=2 * settings.max_in_flight_events,
+    )
+    return DeadLetterSink(
+        producer, topic=settings.dlq_topic, group=settings.group_id, metrics=metrics, guard=guard
+    )
+
+
+def make_receipts(
+    settings: Settings, producer: AsyncProducer, schema_registry: SchemaRegistryClient | None
+) -> ReceiptSink | None:
+    if not settings.receipts_topic:
+        return None
+    # In the input's encoding: registry framing when there is a registry.
+    encoder = ReceiptEncoder(registry=schema_registry, subject=f"{settings.receipts_topic}-value")
+    return ReceiptSink(
+        producer, topic=settings.receipts_topic, group=settings.group_id, encoder=encoder
+    )
+
+
+def loop_limits(settings: Settings) -> LoopLimits:
+    """What the loop reads of the settings."""
+    return LoopLimits(
+        topics=settings.topics,
+        flush_max_events=settings.flush_max_events,
+        flush_max_bytes=settings.flush_max_bytes,
+        flush_max_wait_s=settings.flush_max_wait_ms / 1000,
+        max_in_flight_events=settings.max_in_flight_events,
+        max_in_flight_operations=settings.max_in_flight_operations,
+        commit_interval_s=settings.commit_interval_ms / 1000,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
     )
 
 
@@ -97,51 +175,23 @@ async def serve(
         producer.close(0)
         await client.aclose()
         raise
-    receipts = None
-    if settings.receipts_topic:
-        # In the input's encoding: registry framing when there is a registry.
-        encoder = ReceiptEncoder(
-            registry=schema_registry, subject=f"{settings.receipts_topic}-value"
-        )
-        receipts = ReceiptSink(
-            producer, topic=settings.receipts_topic, group=settings.group_id, encoder=encoder
-        )
-    app = ConsumerApp(
-        settings,
-        consumer=consumer,
-        producer=producer,
-        client=client,
-        decoder=decoder,
-        metrics=metrics,
-        receipts=receipts,
-    )
     downstream = Downstream(
         client,
         probe_interval_s=settings.mem0_probe_interval_s,
         on_change=metrics.downstream_state.set,
         on_halt_cause=metrics.set_halt_cause,
     )
-    policy = RetryPolicy(
-        base_s=settings.retry_base_ms / 1000,
-        cap_s=settings.retry_cap_s,
-        retry_after_cap_s=settings.retry_after_cap_s,
-        max_duration_s=settings.retry_max_duration_s or None,
+    parts = FlushParts(
+        decoder=decoder,
+        caps=client.caps,
+        executor=make_executor(settings, client, downstream, metrics),
+        dead_letters=make_dead_letters(settings, producer, metrics),
+        metrics=metrics,
+        in_flight=InFlight(OffsetTracker(), metrics),
+        summaries=ProgressLog(),
+        receipts=make_receipts(settings, producer, schema_registry),
     )
-    executor = Executor(
-        client,
-        downstream,
-        policy,
-        job_poll_s=settings.mem0_job_poll_interval_ms / 1000,
-        job_not_found_grace_s=settings.mem0_job_not_found_grace_s,
-        uncertain_retries=settings.mem0_unknown_error_retries,
-        on_retry=lambda operation, status: metrics.observe_retry(operation, retry_reason(status)),
-        verify=VerifyPolicy(
-            enabled=settings.verify_deletes,
-            sample_share=settings.verify_sample_share,
-            max_rounds=settings.verify_max_rounds,
-        ),
-        on_verify=metrics.observe_verification,
-    )
+    app = ConsumerApp(consumer, parts, loop_limits(settings), downstream=downstream)
     health = None
     if settings.metrics_port:
         health = HealthServer(settings.metrics_port, registry, app.readiness)
@@ -157,7 +207,7 @@ async def serve(
     )
     lag.start()
     try:
-        await app.run(stop, downstream=downstream, executor=executor, force=force)
+        await app.run(stop, force=force)
     finally:
         await lag.stop()
         await downstream.aclose()

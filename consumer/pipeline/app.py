@@ -19,28 +19,20 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
-from consumer.avro.codec import Decoder
-from consumer.core.guard import DlqGuard
-from consumer.core.offsets import OffsetTracker, PartitionOffsets
-from consumer.kafka.producer import AsyncProducer
-from consumer.kafka.receipt_sink import ReceiptSink
-from consumer.mem0.client import Mem0Client
+from consumer.core.offsets import PartitionOffsets
 from consumer.mem0.downstream import Downstream, DownstreamState
-from consumer.pipeline.executor import Executor
-from consumer.pipeline.flush import DeadLetterSink, Flush, Load, Record
-from consumer.settings import Settings
-from consumer.telemetry.metrics import Metrics
-from consumer.telemetry.progress import ProgressLog
+from consumer.pipeline.flush import Flush, FlushParts
+from consumer.pipeline.in_flight import TP, Record
 
-__all__ = ["ConsumerApp"]
+__all__ = ["ConsumerApp", "KafkaConsumer", "LoopLimits"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TP = tuple[str, int]
 
 # How long a revoke may wait for in-flight work of the partitions it takes away; what does not
 # finish by then is dropped, and the new owner redoes it.
@@ -55,45 +47,68 @@ _RESUME_SHARE = 0.5
 # again: ~0.2 s each time, the id clean-up's main idle at every cycle), so that polling goes on
 # to serve rebalances.
 _HOLD_BEFORE_PAUSE_S = 2.0
-_DLQ_RETRY_CAP_S = 30.0
+
+
+class KafkaConsumer(Protocol):
+    """The part of `confluent_kafka.Consumer` the loop uses (a test's fake has just these)."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: Callable[[Any, list[TopicPartition]], None] | None = ...,
+        on_revoke: Callable[[Any, list[TopicPartition]], None] | None = ...,
+        on_lost: Callable[[Any, list[TopicPartition]], None] | None = ...,
+    ) -> None: ...
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]: ...
+
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+
+    def commit(
+        self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
+    ) -> list[TopicPartition]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoopLimits:
+    """The settings the loop reads: what makes a flush, the in-flight budgets, the intervals."""
+
+    topics: tuple[str, ...]
+    flush_max_events: int
+    flush_max_bytes: int
+    flush_max_wait_s: float
+    max_in_flight_events: int
+    max_in_flight_operations: int
+    commit_interval_s: float
+    shutdown_timeout_s: float
 
 
 class ConsumerApp:
+    """The loop of one group member: built with its parts (see `service.serve`), then `run`."""
+
     def __init__(
         self,
-        settings: Settings,
+        consumer: KafkaConsumer,
+        parts: FlushParts,
+        limits: LoopLimits,
         *,
-        consumer: Consumer,
-        producer: AsyncProducer,
-        client: Mem0Client,
-        decoder: Decoder,
-        metrics: Metrics,
-        receipts: ReceiptSink | None = None,
+        downstream: Downstream,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = settings
         self._consumer = consumer
-        guard = DlqGuard(
-            window=settings.dlq_guard_window,
-            max_share=settings.dlq_guard_max_share,
-            min_events=settings.dlq_guard_min_events,
-            # Taking stops at the event budget; a poll's batch may overshoot it.
-            horizon=2 * settings.max_in_flight_events,
-        )
-        self._dead_letters = DeadLetterSink(
-            producer,
-            topic=settings.dlq_topic,
-            group=settings.group_id,
-            metrics=metrics,
-            guard=guard,
-        )
-        self._receipts = receipts
-        self._client = client
-        self._decoder = decoder
-        self._metrics = metrics
+        self._parts = parts
+        self._limits = limits
+        self._downstream = downstream
+        self._dead_letters = parts.dead_letters
+        self._metrics = parts.metrics
+        self._in_flight = parts.in_flight
+        self._tracker = parts.in_flight.tracker
         self._clock = clock
         self._kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
-        self._tracker: OffsetTracker[TP] = OffsetTracker()
         self._buffer: list[Record] = []
         self._buffer_bytes = 0
         self._buffer_started = 0.0
@@ -101,14 +116,7 @@ class ConsumerApp:
         self._paused: set[TP] = set()
         self._holding_since: float | None = None  # when the in-flight budget was spent
         self._tasks: set[asyncio.Task[None]] = set()
-        self._in_flight = 0
-        self._progress = asyncio.Event()  # set whenever work finishes: room may have freed
-        self._load = Load(eased=self._progress.set)  # the Mem0 work behind the events in flight
-        self._decode_turn = asyncio.Lock()  # flushes decode one at a time (see Flush.run)
-        self._summaries = ProgressLog()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._downstream: Downstream | None = None
-        self._executor: Executor | None = None
         self._stopping = False
 
     # -- public -------------------------------------------------------------------------------
@@ -121,53 +129,45 @@ class ConsumerApp:
         """For /readyz: an assignment, a downstream that is not halted, no tripped guard."""
         if not self._assignment:
             return False, "no partition assigned"
-        if self._downstream is not None and self._downstream.state is DownstreamState.HALTED:
+        if self._downstream.state is DownstreamState.HALTED:
             return False, self._downstream.describe_halt()
         if self._dead_letters.held:
             return False, "dead-letter guard tripped"
         return True, "ok"
 
-    async def run(
-        self,
-        stop: asyncio.Event,
-        *,
-        downstream: Downstream,
-        executor: Executor,
-        force: asyncio.Event | None = None,
-    ) -> None:
+    async def run(self, stop: asyncio.Event, *, force: asyncio.Event | None = None) -> None:
         """Consume until `stop` is set, then drain what is in flight, commit, and close.
 
         Setting `force` (a second signal) cuts the drain short; only finished work is committed
         either way.
         """
         self._loop = asyncio.get_running_loop()
-        self._downstream = downstream
-        self._executor = executor
-        settings = self._settings
+        limits = self._limits
+        progress = self._in_flight.progress
         await self._on_kafka(
             self._consumer.subscribe,
-            list(settings.topics),
+            list(limits.topics),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
         last_commit = self._clock()
-        max_wait = settings.flush_max_wait_ms / 1000
+        max_wait = limits.flush_max_wait_s
         try:
             while not stop.is_set():
                 now = self._clock()
                 wait = max_wait if not self._buffer else self._buffer_started + max_wait - now
                 # A flush is no larger than the in-flight budget has room for.
-                cap = max(1, min(settings.flush_max_events, self._room()))
+                cap = max(1, min(limits.flush_max_events, self._room()))
                 room = max(1, cap - len(self._buffer))
                 timeout = max(0.0, min(wait, 0.5))
                 if self._paused or self._holding_since is not None:
                     # Paused partitions bring nothing, and a spent budget takes nothing: a
                     # blocking poll would only hide the moment work finishes and room frees.
                     # Wait for that instead.
-                    self._progress.clear()
+                    progress.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._progress.wait(), timeout)
+                        await asyncio.wait_for(progress.wait(), timeout)
                     timeout = 0.0
                 if self._holding_since is None or self._paused:
                     # Paused, the poll does not block and still serves rebalances.
@@ -175,11 +175,11 @@ class ConsumerApp:
                 now = self._clock()
                 if self._buffer and (
                     len(self._buffer) >= cap
-                    or self._buffer_bytes >= settings.flush_max_bytes
+                    or self._buffer_bytes >= limits.flush_max_bytes
                     or now - self._buffer_started >= max_wait
                 ):
                     self._dispatch()
-                if now - last_commit >= settings.commit_interval_ms / 1000:
+                if now - last_commit >= limits.commit_interval_s:
                     await self._commit()
                     last_commit = now
                 await self._apply_backpressure()
@@ -228,24 +228,8 @@ class ConsumerApp:
 
     def _dispatch(self) -> None:
         records, self._buffer, self._buffer_bytes = self._buffer, [], 0
-        self._in_flight += len(records)
-        self._load.unplanned += len(records)
-        self._metrics.in_flight_events.set(self._in_flight)
-        assert self._executor is not None
-        flush = Flush(
-            records,
-            decoder=self._decoder,
-            caps=self._client.caps,
-            executor=self._executor,
-            dead_letters=self._dead_letters,
-            metrics=self._metrics,
-            settle=self._done,
-            report=self._summaries.flush_done,
-            receipts=self._receipts,
-            turn=self._decode_turn,
-            load=self._load,
-        )
-        task = asyncio.get_running_loop().create_task(flush.run())
+        self._in_flight.dispatched(len(records))
+        task = asyncio.get_running_loop().create_task(Flush(records, self._parts).run())
         self._tasks.add(task)
         task.add_done_callback(self._flush_finished)
 
@@ -259,20 +243,20 @@ class ConsumerApp:
     def _room(self) -> int:
         """Events that may still be taken in before either in-flight budget is spent.
 
-        Buffered events weigh one operation each, as unplanned ones do (see `Load`).
+        Buffered events weigh one operation each, as unplanned ones do (see `InFlight`).
         """
-        settings, buffered = self._settings, len(self._buffer)
+        limits, in_flight, buffered = self._limits, self._in_flight, len(self._buffer)
         return min(
-            settings.max_in_flight_events - self._in_flight - buffered,
-            settings.max_in_flight_operations - self._load.work - buffered,
+            limits.max_in_flight_events - in_flight.events - buffered,
+            limits.max_in_flight_operations - in_flight.work - buffered,
         )
 
     def _room_again(self) -> bool:
         """Whether, after the budget was spent, enough has finished to take more in."""
-        settings = self._settings
-        return self._room() >= settings.flush_max_events or (
-            self._in_flight < settings.max_in_flight_events * _RESUME_SHARE
-            and self._load.work < settings.max_in_flight_operations * _RESUME_SHARE
+        limits, in_flight = self._limits, self._in_flight
+        return self._room() >= limits.flush_max_events or (
+            in_flight.events < limits.max_in_flight_events * _RESUME_SHARE
+            and in_flight.work < limits.max_in_flight_operations * _RESUME_SHARE
         )
 
     async def _apply_backpressure(self) -> None:
@@ -284,13 +268,11 @@ class ConsumerApp:
             self._holding_since = None
         # While Mem0 is not answering well, or dead letters are held, more events would only
         # pile up in memory: they wait in Kafka instead.
-        struggling = self._dead_letters.held or (
-            self._downstream is not None and self._downstream.struggling()
-        )
+        struggling = self._dead_letters.held or self._downstream.struggling()
         held_long = (
             self._holding_since is not None and now - self._holding_since >= _HOLD_BEFORE_PAUSE_S
         )
-        if held_long or (struggling and self._in_flight > 0):
+        if held_long or (struggling and self._in_flight.events > 0):
             to_pause = self._assignment - self._paused
             if to_pause:
                 await self._on_kafka(self._consumer.pause, _partitions(to_pause))
@@ -302,14 +284,6 @@ class ConsumerApp:
                 await self._on_kafka(self._consumer.resume, _partitions(to_resume))
             self._paused.clear()
             self._metrics.partitions_paused.set(0)
-
-    def _done(self, records: list[Record]) -> None:
-        mark_done = self._tracker.mark_done
-        for record in records:
-            mark_done(record.tp, record.offset, record.epoch)
-        self._in_flight -= len(records)
-        self._metrics.in_flight_events.set(self._in_flight)
-        self._progress.set()
 
     # -- committing ---------------------------------------------------------------------------
 
@@ -329,24 +303,24 @@ class ConsumerApp:
 
     # -- rebalancing (these run on the kafka thread, inside consume) --------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
         self._call_on_loop(self._assign(tps))
         log.info("partitions assigned", extra={"count": len(tps)})
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
         # While shutting down, in-flight work has had its chance already.
         budget = 0.0 if self._stopping else _REVOKE_BUDGET_S
         positions = self._call_on_loop(self._release(tps, budget, commit=True))
         if positions:
             try:
-                consumer.commit(offsets=_offsets(positions), asynchronous=False)
+                self._consumer.commit(offsets=_offsets(positions), asynchronous=False)
             except KafkaException as exc:
                 log.warning("commit on revoke failed: %s", exc.args[0])
         log.info("partitions revoked", extra={"count": len(tps)})
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         # Lost partitions may already belong to another member: commit nothing for them.
         tps = {(p.topic, p.partition) for p in partitions}
         self._call_on_loop(self._release(tps, 0.0, commit=False))
@@ -374,10 +348,11 @@ class ConsumerApp:
         self._buffer = kept
         self._buffer_bytes = sum(len(r.message.value() or b"") for r in kept)
         deadline = self._clock() + budget_s
+        progress = self._in_flight.progress
         while self._pending(tps) > dropped and self._clock() < deadline:
-            self._progress.clear()
+            progress.clear()
             try:
-                await asyncio.wait_for(self._progress.wait(), deadline - self._clock())
+                await asyncio.wait_for(progress.wait(), deadline - self._clock())
             except TimeoutError:
                 break
         positions = self._tracker.committable(tps) if commit else {}
@@ -402,7 +377,7 @@ class ConsumerApp:
             drained = asyncio.ensure_future(_all_settled(self._tasks))
             await asyncio.wait(
                 {drained, forced},
-                timeout=self._settings.shutdown_timeout_s,
+                timeout=self._limits.shutdown_timeout_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             forced.cancel()
@@ -411,7 +386,7 @@ class ConsumerApp:
                 drained.cancel()
                 await asyncio.gather(drained, return_exceptions=True)
         await self._commit()
-        self._summaries.emit()
+        self._parts.summaries.emit()
         await self._on_kafka(self._consumer.close)
         self._kafka.shutdown(wait=True)
 

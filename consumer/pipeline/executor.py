@@ -19,27 +19,27 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from consumer.core.dlq import DlqReason
 from consumer.core.events import Scope
+from consumer.core.outcome import Failure, Outcome
 from consumer.core.planner import DeleteAll, DeleteEntity, DeleteIds, Operation, Ref, ResolveScope
 from consumer.core.retry import RetryPolicy
 from consumer.core.verification import FAILED, OFF, VerifyPolicy, passed, pick_sample, progressed
-from consumer.mem0.client import (
+from consumer.mem0.client import JobStatus, Mem0Client
+from consumer.mem0.downstream import Downstream
+from consumer.mem0.errors import (
     AuthError,
     JobNotFound,
-    JobStatus,
-    Mem0Client,
     RejectedError,
     TransientError,
     UncertainError,
 )
-from consumer.mem0.downstream import Downstream
 from consumer.pipeline.scope_check import AnyMatch, GroupedEmptinessCheck
 
-__all__ = ["Executor", "Failure", "Outcome"]
+__all__ = ["Executor"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,30 +48,6 @@ T = TypeVar("T")
 _RESOLVE_CHUNK = 1000
 # A scope whose listing stops shrinking for this many rounds is not being deleted.
 _STALLED_ROUNDS = 3
-
-
-@dataclass(slots=True)
-class Failure:
-    """Why an event could not be served; becomes its dead-letter headers."""
-
-    reason: DlqReason  # REJECTED, RETRIES_EXHAUSTED or VERIFICATION_FAILED
-    message: str
-    attempts: int
-    http_status: int | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What an operation did: the events it failed (none on success), and the calls it made."""
-
-    failures: dict[Ref, Failure] = field(default_factory=dict)
-    calls: int = 0
-    finished_at: float = 0.0  # wall clock of the confirming response
-    last_status: int | None = None  # the last HTTP status Mem0 answered (None: no answer)
-    job_id: str | None = None  # the last delete_all job watched, on the Platform
-    verified: bool = False  # checked afterwards: nothing it deleted is left
-    # A linked delete: per event, the superseded memories that went with its ids.
-    cascades: dict[Ref, int] | None = None
 
 
 @dataclass(slots=True)

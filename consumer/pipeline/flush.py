@@ -1,9 +1,10 @@
 """One flush, start to finish: decode, plan, carry out, and settle every record.
 
 A record is settled exactly once: deleted, dead-lettered (after the broker acknowledged the dead
-letter), or as a duplicate of an earlier record of the same flush. `settle` is the app's hook to
-mark its offset done. With receipts on, a decoded record is settled only once the broker has
-acknowledged its receipt (a duplicate's too), so no committed event lacks one.
+letter), or as a duplicate of an earlier record of the same flush. With receipts on, a decoded
+record is settled only once the broker has acknowledged its receipt (a duplicate's too), so no
+committed event lacks one. What is left to do per event is kept in a `FlushLedger` (pure);
+this module does the waiting and the writing around it.
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-
-from confluent_kafka import Message
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 from consumer.avro.codec import DecodeError, Decoder
 from consumer.avro.registry import RegistryError
-from consumer.core.dlq import DeadLetter, DlqReason, dead_letter_headers, headers_of
+from consumer.core.capabilities import Capabilities
+from consumer.core.dlq import DeadLetter, DlqReason
 from consumer.core.events import DeletionEvent
-from consumer.core.guard import DlqGuard
-from consumer.core.planner import Capabilities, Operation, Plan, Ref, Rejection, plan
+from consumer.core.ledger import FlushLedger
+from consumer.core.outcome import Failure
+from consumer.core.planner import Operation, Plan, Ref, plan
 from consumer.core.receipts import (
-    OperationReport,
     Position,
     Receipt,
     completed,
@@ -32,219 +32,83 @@ from consumer.core.receipts import (
     duplicate,
     operation_report,
 )
-from consumer.kafka.producer import AsyncProducer, DeliveryError
+from consumer.core.validation import Rejection
+from consumer.kafka.dead_letter_sink import DeadLetterSink
+from consumer.kafka.producer import redelivery_delays
 from consumer.kafka.receipt_sink import ReceiptSink
-from consumer.pipeline.executor import Executor, Failure
+from consumer.pipeline.executor import Executor
+from consumer.pipeline.in_flight import InFlight, Record
 from consumer.telemetry.metrics import Metrics, observe_many
-from consumer.telemetry.progress import FlushSummary
+from consumer.telemetry.progress import FlushSummary, ProgressLog
 
-__all__ = ["DeadLetterSink", "Flush", "Load", "Record"]
+__all__ = ["Flush", "FlushParts"]
 
 log = logging.getLogger(__name__)
 
 # Events decoded between two yields to the event loop (about 10 ms of work).
 _DECODE_SLICE = 500
-_RETRY_CAP_S = 30.0
 
 
-@dataclass(slots=True)
-class Record:
-    """One consumed record, where it came from, and the assignment epoch it was read in."""
+@dataclass(frozen=True, slots=True)
+class FlushParts:
+    """What every flush uses, built once by the service and handed to the loop."""
 
-    message: Message
-    tp: tuple[str, int]
-    offset: int
-    epoch: int
-    ordinal: int = 0  # its place in consumption order (for the dead-letter guard)
-
-
-@dataclass(slots=True)
-class Load:
-    """Mem0 work taken in and not yet done, for the app's back-pressure.
-
-    An event weighs one operation until its flush is planned (scopes plan about one each, a
-    Platform user erasure two, the second for its entity record, so a flush of them may pass
-    the budget up to twice; ids fold up to a thousand into one), then the plan's operations
-    count as they are until each finishes.
-    """
-
-    unplanned: int = 0  # events handed to a flush that has not planned yet
-    operations: int = 0  # operations planned and not finished
-    eased: Callable[[], None] | None = None  # told when a plan or an operation is done
-
-    def planned(self, events: int, operations: int) -> None:
-        self.unplanned -= events
-        self.operations += operations
-        if self.eased is not None:
-            self.eased()
-
-    def finished(self) -> None:
-        self.operations -= 1
-        if self.eased is not None:
-            self.eased()
-
-    @property
-    def work(self) -> int:
-        return self.unplanned + self.operations
-
-
-class DeadLetterSink:
-    """Writes dead letters and returns only once the broker has acknowledged them."""
-
-    def __init__(
-        self,
-        producer: AsyncProducer,
-        *,
-        topic: str,
-        group: str,
-        metrics: Metrics,
-        guard: DlqGuard | None = None,
-    ) -> None:
-        self._producer = producer
-        self._topic = topic
-        self._group = group
-        self._metrics = metrics
-        self.guard = guard if guard is not None else DlqGuard(max_share=1.0)
-        self._never = asyncio.Event()  # what a write waits on once the guard has tripped
-        self.held = False
-
-    def letter(
-        self,
-        record: Record,
-        reason: DlqReason,
-        error: str,
-        event_id: str | None,
-        failure: Failure | None = None,
-    ) -> DeadLetter:
-        kind, stamp = record.message.timestamp()
-        return DeadLetter(
-            reason=reason,
-            error=error,
-            topic=record.tp[0],
-            partition=record.tp[1],
-            offset=record.offset,
-            timestamp_ms=stamp if kind else None,
-            attempts=failure.attempts if failure else 0,
-            group=self._group,
-            event_id=event_id,
-            http_status=failure.http_status if failure else None,
-        )
-
-    async def write(self, record: Record, letter: DeadLetter, event_type: str) -> None:
-        if not self.guard.admit(record.ordinal):
-            if not self.held:
-                self.held = True
-                log.error(
-                    "dead-letter guard tripped: over %.0f%% of recent events failed; no more "
-                    "dead letters are written and nothing past them is committed. Fix the "
-                    "cause (a bad deploy, a schema), then restart.",
-                    self.guard.max_share * 100,
-                )
-            self._metrics.dlq_guard_tripped.set(1)
-            # Held for good: the event stays in flight and uncommitted until a restart.
-            await self._never.wait()
-        message = record.message
-        headers = dead_letter_headers(headers_of(message), letter, time.time())
-        delay = 0.5
-        while True:
-            try:
-                await self._producer.send(
-                    self._topic, key=message.key(), value=message.value(), headers=headers
-                )
-                break
-            except DeliveryError as exc:
-                # Not acknowledged, so not finished: the offset stays uncommitted meanwhile.
-                log.error("dead-letter write failed, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_CAP_S)
-        self._metrics.dlq[letter.reason].inc()
-        self._metrics.events[(event_type, "dead_lettered")].inc()
-        # Per event, so DEBUG only; coordinates and the event id, never the ids it names.
-        log.debug(
-            "dead letter written",
-            extra={
-                "reason": letter.reason,
-                "event_type": event_type,
-                "event_id": letter.event_id,
-                "topic": record.tp[0],
-                "partition": record.tp[1],
-                "offset": record.offset,
-            },
-        )
+    decoder: Decoder
+    caps: Capabilities
+    executor: Executor
+    dead_letters: DeadLetterSink
+    metrics: Metrics
+    in_flight: InFlight
+    summaries: ProgressLog
+    receipts: ReceiptSink | None = None
+    # One flush decodes and plans at a time, in dispatch order (see `Flush.run`).
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Flush:
-    def __init__(
-        self,
-        records: list[Record],
-        *,
-        decoder: Decoder,
-        caps: Capabilities,
-        executor: Executor,
-        dead_letters: DeadLetterSink,
-        metrics: Metrics,
-        settle: Callable[[list[Record]], None],
-        report: Callable[[FlushSummary], None] | None = None,
-        receipts: ReceiptSink | None = None,
-        turn: asyncio.Lock | None = None,
-        load: Load | None = None,
-    ) -> None:
+    def __init__(self, records: list[Record], parts: FlushParts) -> None:
         self._records = records
-        self._load = load if load is not None else Load(unplanned=len(records))
-        self._turn = turn if turn is not None else asyncio.Lock()
-        self._decoder = decoder
-        self._caps = caps
-        self._executor = executor
-        self._dead_letters = dead_letters
-        self._metrics = metrics
-        self._settle = settle
-        self._report = report
+        self._parts = parts
+        self._in_flight = parts.in_flight
+        self._dead_letters = parts.dead_letters
+        self._metrics = parts.metrics
+        self._receipts = parts.receipts
         self._summary = FlushSummary(events=len(records))
         self._events: list[DeletionEvent] = []
         self._owners: list[Record] = []
-        self._remaining: dict[Ref, int] = defaultdict(int)
-        self._failures: dict[Ref, Failure] = {}
-        self._finished_at: dict[Ref, float] = {}
-        self._copies: dict[Ref, list[Ref]] = defaultdict(list)
-        self._receipts = receipts
-        self._reports: dict[Ref, list[OperationReport]] = defaultdict(list)
+        self._ledger: FlushLedger | None = None
 
     async def run(self) -> None:
         started = time.monotonic()
         chores: list[asyncio.Future[None]] = []
+        in_flight = self._in_flight
         # One flush decodes and plans at a time, in dispatch order: interleaved, four flushes
         # finished decoding together, called Mem0 together and finished together, so the
         # consumer alternated between busy decoding and idle waiting. In turn, the first one's
         # calls are in flight while the next one decodes.
-        async with self._turn:
+        async with self._parts.turn:
             try:
                 planned = await self._decode_and_plan(chores)
             except BaseException:
-                self._load.planned(len(self._records), 0)
+                in_flight.planned(len(self._records), 0)
                 raise
-            self._load.planned(len(self._records), len(planned.operations))
+            in_flight.planned(len(self._records), len(planned.operations))
 
         self._metrics.observe_flush(len(self._records), len(planned.operations))
         self._summary.operations = len(planned.operations)
-        for operation in planned.operations:
-            for ref in operation.refs:
-                self._remaining[ref] += 1
-        for copy, original in planned.duplicates.items():
-            self._copies[original].append(copy)
-
+        self._ledger = FlushLedger(planned)
         chores.extend(asyncio.ensure_future(self._carry_out(op)) for op in planned.operations)
         chores.extend(
             asyncio.ensure_future(self._finish(ref, rejection))
             for ref, rejection in planned.rejected.items()
         )
         await asyncio.gather(*chores)
-        if self._report is not None:
-            self._summary.seconds = time.monotonic() - started
-            self._report(self._summary)
+        self._summary.seconds = time.monotonic() - started
+        self._parts.summaries.flush_done(self._summary)
 
     async def _decode_and_plan(self, chores: list[asyncio.Future[None]]) -> Plan:
         """Decode every record (bad ones to the DLQ, as chores) and plan the good ones."""
-        records, decode = self._records, self._decoder.decode
+        records, decode = self._records, self._parts.decoder.decode
         events, owners = self._events, self._owners
         for first in range(0, len(records), _DECODE_SLICE):
             if first:
@@ -258,34 +122,35 @@ class Flush:
                     except RegistryError as exc:  # rare: only then wait and retry
                         event = await self._decode_patiently(value, exc)
                 except DecodeError as exc:
-                    letter = self._dead_letters.letter(record, exc.reason, str(exc), None)
+                    letter = self._letter(record, exc.reason, str(exc), None)
                     chores.append(asyncio.ensure_future(self._dead(record, letter, "unknown")))
                     continue
                 events.append(event)
                 owners.append(record)
-        return plan(events, self._caps)
+        return plan(events, self._parts.caps)
 
     async def _decode_patiently(self, value: bytes | None, error: RegistryError) -> DeletionEvent:
         """Decode after `error`, waiting out a registry that cannot be reached or refuses our
         credentials: neither is a reason to dead-letter a good event."""
-        delay = 0.5
-        while True:
+        for delay in redelivery_delays():
             level = logging.WARNING if error.retriable else logging.ERROR
             log.log(level, "schema registry failed, retrying in %.1fs: %s", delay, error)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_CAP_S)
             try:
-                return self._decoder.decode(value)
+                return self._parts.decoder.decode(value)
             except RegistryError as exc:
                 error = exc
+        raise AssertionError("redelivery_delays never ends")
 
     async def _carry_out(self, operation: Operation) -> None:
         self._metrics.in_flight_operations.inc()
         try:
-            outcome = await self._executor.run(operation)
+            outcome = await self._parts.executor.run(operation)
         finally:
             self._metrics.in_flight_operations.dec()
-            self._load.finished()
+            self._in_flight.operation_finished()
+        ledger = self._ledger
+        assert ledger is not None
         if self._receipts is not None:
             done = operation_report(
                 operation,
@@ -295,33 +160,20 @@ class Flush:
                 verified=outcome.verified,
             )
             cascades = outcome.cascades
-            for ref in operation.refs:
-                self._reports[ref].append(
-                    done if cascades is None else replace(done, cascade_count=cascades[ref])
+            if cascades is None:
+                ledger.report(operation.refs, done)
+            else:
+                ledger.report_each(
+                    {ref: replace(done, cascade_count=cascades[ref]) for ref in operation.refs}
                 )
-        finished: list[Ref] = []
-        failed: list[Ref] = []
-        failures, finished_at, remaining = self._failures, self._finished_at, self._remaining
-        for ref in operation.refs:
-            if ref in outcome.failures:
-                failures.setdefault(ref, outcome.failures[ref])
-            finished_at[ref] = max(finished_at.get(ref, 0.0), outcome.finished_at)
-            remaining[ref] -= 1
-            if remaining[ref] == 0:
-                (failed if ref in failures else finished).append(ref)
+        finished, failed = ledger.record(operation.refs, outcome)
         # The events this operation finished, together: their receipts in one write, then
         # settled here and now (a task per event would cost more than all else done for it).
         if finished:
             sink = self._receipts
             if sink is not None:
                 await sink.write(
-                    [
-                        receipt
-                        for ref in finished
-                        for receipt in self._receipts_for(
-                            ref, None, self._copies.get(ref, []), sink
-                        )
-                    ]
+                    [receipt for ref in finished for receipt in self._receipts_for(ref, None, sink)]
                 )
             self._settled_deleted(finished)
         if failed:
@@ -331,73 +183,87 @@ class Flush:
         """Every operation of this event is over (or it had none): settle it and its copies,
         once its dead letter (if any) and their receipts are acknowledged."""
         event, record = self._events[ref], self._owners[ref]
-        failure = self._failures.get(ref)
+        ledger = self._ledger
+        assert ledger is not None
+        failure = ledger.failure(ref)
         letter: DeadLetter | None = None
         if rejection is not None:
-            letter = self._dead_letters.letter(
-                record, rejection.reason, rejection.message, event.event_id
-            )
+            letter = self._letter(record, rejection.reason, rejection.message, event.event_id)
         elif failure is not None:
-            letter = self._dead_letters.letter(
-                record, failure.reason, failure.message, event.event_id, failure
-            )
+            letter = self._letter(record, failure.reason, failure.message, event.event_id, failure)
         if letter is not None:
-            await self._dead_letters.write(record, letter, event.type.value)
+            await self._dead_letters.write(record.message, record.ordinal, letter, event.type.value)
         if self._receipts is not None:
-            copies = self._copies.get(ref, [])
-            await self._receipts.write(self._receipts_for(ref, letter, copies, self._receipts))
-        self._settled(ref, letter)
-
-    def _settled(self, ref: Ref, letter: DeadLetter | None) -> None:
-        """The event is done (deleted, or its dead letter acknowledged): count it, and settle
-        its record and its copies' records."""
+            await self._receipts.write(self._receipts_for(ref, letter, self._receipts))
         if letter is None:
             self._settled_deleted([ref])
             return
         self._summary.dead_lettered += 1
-        self._settle([self._owners[ref]])
-        copies = self._copies.get(ref, ())
-        if copies:
-            self._count_and_settle_copies(copies)
+        self._in_flight.settle([record])
+        self._settle_copies(ledger.copies(ref))
+
+    def _letter(
+        self,
+        record: Record,
+        reason: DlqReason,
+        error: str,
+        event_id: str | None,
+        failure: Failure | None = None,
+    ) -> DeadLetter:
+        return self._dead_letters.letter(
+            record.message,
+            record.tp,
+            record.offset,
+            reason=reason,
+            error=error,
+            event_id=event_id,
+            failure=failure,
+        )
 
     def _settled_deleted(self, refs: list[Ref]) -> None:
         """Events every operation of which succeeded, counted and settled together: an
-        operation finishes up to a thousand at once, and a metric update and a callback per
+        operation finishes up to a thousand at once, and a metric update and a settling per
         event cost a tenth of the consumer's CPU on an id clean-up."""
-        events, owners, finished_at = self._events, self._owners, self._finished_at
+        ledger = self._ledger
+        assert ledger is not None
+        events, owners, finished_at = self._events, self._owners, ledger.finished_at
         waits: dict[str, list[float]] = defaultdict(list)
         records: list[Record] = []
         copies: list[Ref] = []
         for ref in refs:
             event = events[ref]
-            waits[event.type.value].append(finished_at[ref] - event.occurred_at_ms / 1000)
+            waits[event.type.value].append((finished_at(ref) or 0.0) - event.occurred_at_ms / 1000)
             records.append(owners[ref])
-            copies.extend(self._copies.get(ref, ()))
+            copies.extend(ledger.copies(ref))
         metrics = self._metrics
         for kind, seconds in waits.items():
             metrics.events[(kind, "deleted")].inc(len(seconds))
             observe_many(metrics.erasure[kind], seconds)
         self._summary.deleted += len(refs)
-        self._settle(records)
-        if copies:
-            self._count_and_settle_copies(copies)
+        self._in_flight.settle(records)
+        self._settle_copies(copies)
 
-    def _count_and_settle_copies(self, copies: Iterable[Ref]) -> None:
+    def _settle_copies(self, copies: Iterable[Ref]) -> None:
+        copies = list(copies)
+        if not copies:
+            return
         kinds = Counter(self._events[copy].type.value for copy in copies)
         for kind, count in kinds.items():
             self._metrics.events[(kind, "duplicate")].inc(count)
             self._summary.duplicates += count
-        self._settle([self._owners[copy] for copy in copies])
+        self._in_flight.settle([self._owners[copy] for copy in copies])
 
     def _receipts_for(
-        self, ref: Ref, letter: DeadLetter | None, copies: list[Ref], sink: ReceiptSink
+        self, ref: Ref, letter: DeadLetter | None, sink: ReceiptSink
     ) -> list[Receipt]:
         """The event's receipt, and one per duplicate record pointing at it."""
+        ledger = self._ledger
+        assert ledger is not None
         event, position = self._events[ref], _position(self._owners[ref])
-        reports = self._reports.get(ref, [])
+        reports = ledger.reports(ref)
         now_ms = int(time.time() * 1000)
         if letter is None:
-            finished = self._finished_at.get(ref)
+            finished = ledger.finished_at(ref)
             receipt = completed(
                 event,
                 reports,
@@ -414,12 +280,13 @@ class Flush:
                 group=sink.group,
                 position=position,
             )
+        copies = ledger.copies(ref)
         return [receipt, *(duplicate(receipt, _position(self._owners[c])) for c in copies)]
 
     async def _dead(self, record: Record, letter: DeadLetter, event_type: str) -> None:
-        await self._dead_letters.write(record, letter, event_type)
+        await self._dead_letters.write(record.message, record.ordinal, letter, event_type)
         self._summary.dead_lettered += 1
-        self._settle([record])
+        self._in_flight.settle([record])
 
 
 def _position(record: Record) -> Position:

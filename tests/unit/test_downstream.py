@@ -6,12 +6,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from consumer.core.capabilities import PLATFORM
 from consumer.core.events import Scope
-from consumer.core.planner import PLATFORM, DeleteAll
+from consumer.core.outcome import Outcome
+from consumer.core.planner import DeleteAll
 from consumer.core.retry import RetryPolicy
-from consumer.mem0.client import JobStatus, TransientError
+from consumer.mem0.client import JobStatus
 from consumer.mem0.downstream import Downstream
-from consumer.pipeline.executor import Executor, Outcome
+from consumer.mem0.errors import TransientError
+from consumer.pipeline.executor import Executor
 
 
 async def _retrying(downstream: Downstream, call: Callable[[], Awaitable[None]]) -> None:

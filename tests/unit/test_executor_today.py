@@ -7,18 +7,16 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from consumer.core.capabilities import OSS, PLATFORM, Capabilities
 from consumer.core.events import Scope
-from consumer.core.planner import OSS, PLATFORM, Capabilities, DeleteAll, DeleteEntity, DeleteIds
+from consumer.core.outcome import Outcome
+from consumer.core.planner import DeleteAll, DeleteEntity, DeleteIds
 from consumer.core.retry import RetryPolicy
 from consumer.core.verification import VerifyPolicy
-from consumer.mem0.client import (
-    AdminRoleError,
-    JobNotFound,
-    JobStatus,
-    UncertainError,
-)
+from consumer.mem0.client import JobStatus
 from consumer.mem0.downstream import Downstream, DownstreamState
-from consumer.pipeline.executor import Executor, Outcome
+from consumer.mem0.errors import AdminRoleError, JobNotFound, UncertainError
+from consumer.pipeline.executor import Executor
 
 UUIDS = [f"3f2b7c1e-{n:04x}-4c3a-9d59-0f1c6e4b2a{n:02x}" for n in range(8)]
 
@@ -225,7 +223,7 @@ def test_a_missing_admin_role_halts_and_is_probed_with_the_permission_itself() -
 
 
 def test_probes_after_a_refused_key_are_plain_reads() -> None:
-    from consumer.mem0.client import AuthError
+    from consumer.mem0.errors import AuthError
 
     client = Scripted()
 
@@ -244,7 +242,9 @@ def test_an_answer_nested_past_the_parsers_depth_is_no_answer_not_a_crash() -> N
     must fail as a call (here: a job status without a status, retried), never raise it."""
     import httpx
 
-    from consumer.mem0.client import PlatformClient, TransientError, make_http_client
+    from consumer.mem0.client import make_http_client
+    from consumer.mem0.errors import TransientError
+    from consumer.mem0.platform_client import PlatformClient
 
     deep = b"[" * 100_000 + b"]" * 100_000
 

@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 
+from consumer.core.capabilities import OSS, PLATFORM, Capabilities
 from consumer.core.events import Scope
-from consumer.core.planner import OSS, PLATFORM, Capabilities, DeleteAll, DeleteIds, ResolveScope
+from consumer.core.outcome import Outcome
+from consumer.core.planner import DeleteAll, DeleteIds, ResolveScope
 from consumer.core.retry import RetryPolicy
 from consumer.core.verification import OFF, VerifyPolicy, pick_sample, progressed
-from consumer.mem0.client import JobStatus, RejectedError
+from consumer.mem0.client import JobStatus
 from consumer.mem0.downstream import Downstream
-from consumer.pipeline.executor import Executor, Outcome
+from consumer.mem0.errors import RejectedError
+from consumer.pipeline.executor import Executor
 
 # --- the pure part --------------------------------------------------------------------------
 
