@@ -1,6 +1,6 @@
 """Bytes to DeletionEvent and back: both wire framings, Avro schema resolution, DecodeError.
 
-Wire formats (CONTRACT section 3)::
+Wire formats (CONTRACT section 3; framing.py has them)::
 
     0x00 | schema id, 4 bytes big-endian | Avro body          writer schema from the registry
     0xC3 0x01 | fingerprint, 8 bytes LE | Avro body           writer schema from schemas/
@@ -13,6 +13,9 @@ What `Decoder.decode` can end in:
 - `RegistryError` (from registry.py): not the message's fault; back off when `retriable`, else halt.
   Never dead-letter for it, or a registry blip would throw good events away.
 
+`DecodeError` and `SchemaError` (a schema the codec will not read with; also a ValueError) derive
+from `consumer.core.errors.ConsumerError`, as the registry's errors do.
+
 A writer schema that Avro resolution cannot reconcile with the reader counts as `unknown_schema`,
 not `decode_error`: the bytes may be fine, this consumer just cannot read that schema yet, and
 replaying once a reader that can is deployed recovers them.
@@ -21,9 +24,8 @@ replaying once a reader that can is deployed recovers them.
 from __future__ import annotations
 
 import json
-import struct
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -36,8 +38,20 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from consumer.avro.event_reader import CANONICAL as _FAST_CANONICAL
 from consumer.avro.event_reader import CANONICAL_V1 as _FAST_CANONICAL_V1
 from consumer.avro.event_reader import read_event
+from consumer.avro.framing import (
+    CONFLUENT_HEADER,
+    CONFLUENT_MAGIC,
+    SCHEMA_ID,
+    SINGLE_OBJECT_HEADER,
+    SINGLE_OBJECT_MAGIC,
+    FramingError,
+    frame_confluent,
+    frame_single_object,
+    split_header,
+)
 from consumer.avro.registry import SchemaNotFound
 from consumer.core.dlq import DlqReason
+from consumer.core.errors import ConsumerError
 from consumer.core.events import DeletionEvent, EventType, event_from_record, event_to_record
 
 __all__ = [
@@ -54,8 +68,6 @@ __all__ = [
     "SchemaStore",
     "default_schema_dir",
     "encode_record",
-    "frame_confluent",
-    "frame_single_object",
 ]
 
 DecodeReason = Literal[DlqReason.DECODE_ERROR, DlqReason.UNKNOWN_SCHEMA]
@@ -65,28 +77,25 @@ UNKNOWN_SCHEMA: Final = DlqReason.UNKNOWN_SCHEMA
 # The current reader schema's file; every other *.avsc beside it is an older or newer writer.
 READER_FILE = "deletion_event.avsc"
 
-_CONFLUENT_MAGIC: Final = 0x00
-_SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
-_SCHEMA_ID = struct.Struct(">I")
-_CONFLUENT_HEADER = 1 + _SCHEMA_ID.size
-_SINGLE_OBJECT_HEADER = len(_SINGLE_OBJECT_MAGIC) + 8
+# The single-object marker's two bytes as ints, compared with `value[0]` and `value[1]` in
+# `Decoder.decode` without indexing the marker for every message.
+_SINGLE_OBJECT_FIRST: Final = SINGLE_OBJECT_MAGIC[0]
+_SINGLE_OBJECT_SECOND: Final = SINGLE_OBJECT_MAGIC[1]
 
 # Deeper than any real event schema; bounds the C recursion in fastavro's compiled reader.
 _MAX_DEPTH = 32
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 
-class DecodeError(Exception):
+class DecodeError(ConsumerError):
     """The message cannot become an event. The message never holds payload bytes or ids."""
-
-    retriable = False
 
     def __init__(self, reason: DecodeReason, message: str) -> None:
         super().__init__(message)
         self.reason: DecodeReason = reason
 
 
-class SchemaError(ValueError):
+class SchemaError(ConsumerError, ValueError):
     """A schema this codec will not decode with: unparseable, recursive, or unbounded."""
 
 
@@ -211,37 +220,25 @@ class Decoder:
 
     def decode(self, value: bytes | None) -> DeletionEvent:
         """One Kafka message value to an event; DecodeError or RegistryError otherwise."""
-        if not value:
-            raise DecodeError(DECODE_ERROR, "null value" if value is None else "empty value")
-        magic = value[0]
-        if magic == _CONFLUENT_MAGIC:
-            if len(value) < _CONFLUENT_HEADER:
-                raise DecodeError(DECODE_ERROR, f"Confluent header cut at {len(value)} bytes")
-            (schema_id,) = _SCHEMA_ID.unpack_from(value, 1)
-            plan = self._by_id.get(schema_id) or self._fetch(schema_id)
-            return self._read(plan, value, _CONFLUENT_HEADER)
-        if magic == _SINGLE_OBJECT_MAGIC[0]:
-            if len(value) < _SINGLE_OBJECT_HEADER:
-                raise DecodeError(DECODE_ERROR, f"single-object header cut at {len(value)} bytes")
-            if value[1] != _SINGLE_OBJECT_MAGIC[1]:
-                raise DecodeError(DECODE_ERROR, "single-object marker 0xC3 not followed by 0x01")
-            digest = value[2:_SINGLE_OBJECT_HEADER]
-            found = self._by_fingerprint.get(digest)
-            if found is None:
-                raise DecodeError(UNKNOWN_SCHEMA, f"unknown writer fingerprint {digest.hex()}")
-            return self._read(found, value, _SINGLE_OBJECT_HEADER)
-        raise DecodeError(DECODE_ERROR, f"unknown framing: first byte 0x{magic:02x}")
-
-    def decode_many(self, values: Sequence[bytes | None]) -> list[DeletionEvent | DecodeError]:
-        """Decode a poll's worth; a RegistryError stops the batch (retry it whole)."""
-        out: list[DeletionEvent | DecodeError] = []
-        append, decode = out.append, self.decode
-        for value in values:
-            try:
-                append(decode(value))
-            except DecodeError as exc:
-                append(exc)
-        return out
+        # The two well-formed headers are read here, inline, with framing.py's constants: this
+        # runs for every message (see framing.py). Any other value is refused below.
+        if value:
+            magic = value[0]
+            if magic == CONFLUENT_MAGIC and len(value) >= CONFLUENT_HEADER:
+                (schema_id,) = SCHEMA_ID.unpack_from(value, 1)
+                plan = self._by_id.get(schema_id) or self._fetch(schema_id)
+                return self._read(plan, value, CONFLUENT_HEADER)
+            if (
+                magic == _SINGLE_OBJECT_FIRST
+                and len(value) >= SINGLE_OBJECT_HEADER
+                and value[1] == _SINGLE_OBJECT_SECOND
+            ):
+                digest = value[2:SINGLE_OBJECT_HEADER]
+                found = self._by_fingerprint.get(digest)
+                if found is None:
+                    raise DecodeError(UNKNOWN_SCHEMA, f"unknown writer fingerprint {digest.hex()}")
+                return self._read(found, value, SINGLE_OBJECT_HEADER)
+        raise DecodeError(DECODE_ERROR, _header_fault(value))
 
     def _plan(self, writer: AvroSchema) -> _Plan:
         known = self._reader.canonical == _FAST_CANONICAL
@@ -349,14 +346,15 @@ def encode_record(record: Mapping[str, Any], schema: AvroSchema) -> bytes:
     return buffer.getvalue()
 
 
-def frame_single_object(body: bytes, digest: bytes) -> bytes:
-    """Avro single-object framing; `digest` is the writer's 8-byte fingerprint."""
-    return _SINGLE_OBJECT_MAGIC + digest + body
-
-
-def frame_confluent(body: bytes, schema_id: int) -> bytes:
-    """Confluent framing: magic byte 0, then the schema id, 4 bytes big-endian."""
-    return bytes((_CONFLUENT_MAGIC,)) + _SCHEMA_ID.pack(schema_id) + body
+def _header_fault(value: bytes | None) -> str:
+    """What is wrong with the header of a value `Decoder.decode` did not read, in the words of
+    `framing.split_header`, the one reader of both headers."""
+    try:
+        split_header(value)
+    except FramingError as exc:
+        return str(exc)
+    # Unreachable while decode reads every header split_header reads.
+    raise AssertionError("framing.split_header reads a header Decoder.decode refused")
 
 
 def _record(event: DeletionEvent | Mapping[str, Any]) -> Mapping[str, Any]:

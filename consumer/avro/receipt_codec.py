@@ -16,15 +16,10 @@ from typing import Any, Final, Protocol
 
 from fastavro import schemaless_reader
 
-from consumer.avro.codec import (
-    AvroSchema,
-    SchemaSource,
-    default_schema_dir,
-    encode_record,
-    frame_confluent,
-    frame_single_object,
-)
+from consumer.avro.codec import AvroSchema, SchemaSource, default_schema_dir, encode_record
+from consumer.avro.framing import FramingError, frame_confluent, frame_single_object, split_header
 from consumer.avro.registry import RegistryError
+from consumer.core.errors import ConsumerError
 from consumer.core.receipts import Receipt
 
 __all__ = [
@@ -42,9 +37,6 @@ log = logging.getLogger(__name__)
 RECEIPT_FILE: Final = "deletion_receipt.avsc"
 RECEIPT_NAME: Final = "memory.deletion.DeletionReceipt"
 
-_SINGLE_OBJECT = b"\xc3\x01"
-_SINGLE_OBJECT_HEADER = 10
-_CONFLUENT_HEADER = 5
 _REGISTRY_RETRY_CAP_S = 30.0
 
 
@@ -54,7 +46,7 @@ class SchemaRegistrar(Protocol):
     def register(self, subject: str, schema: str) -> int: ...
 
 
-class ReceiptDecodeError(ValueError):
+class ReceiptDecodeError(ConsumerError, ValueError):
     """Bytes that are not a receipt this reader understands."""
 
 
@@ -132,17 +124,17 @@ class ReceiptDecoder:
         self._by_id: dict[int, AvroSchema] = {}
 
     def decode(self, value: bytes | None) -> Receipt:
-        if not value:
-            raise ReceiptDecodeError("empty value")
-        if value[:2] == _SINGLE_OBJECT and len(value) >= _SINGLE_OBJECT_HEADER:
-            writer = self._known.get(value[2:_SINGLE_OBJECT_HEADER])
-            if writer is None:
-                raise ReceiptDecodeError(f"unknown fingerprint {value[2:10].hex()}")
-            return self._read(writer, value, _SINGLE_OBJECT_HEADER)
-        if value[0] == 0 and len(value) >= _CONFLUENT_HEADER:
-            schema_id = int.from_bytes(value[1:_CONFLUENT_HEADER], "big")
-            return self._read(self._writer(schema_id), value, _CONFLUENT_HEADER)
-        raise ReceiptDecodeError(f"unknown framing: first byte 0x{value[0]:02x}")
+        try:
+            key, start = split_header(value)
+        except FramingError as exc:
+            raise ReceiptDecodeError(str(exc)) from None
+        assert value is not None  # split_header refuses None
+        if isinstance(key, int):
+            return self._read(self._writer(key), value, start)
+        writer = self._known.get(key)
+        if writer is None:
+            raise ReceiptDecodeError(f"unknown fingerprint {key.hex()}")
+        return self._read(writer, value, start)
 
     def _writer(self, schema_id: int) -> AvroSchema:
         found = self._by_id.get(schema_id)

@@ -1,6 +1,6 @@
 """A small Confluent Schema Registry client: fetch a schema by id, register one.
 
-Errors::
+Errors, under `consumer.core.errors.ConsumerError`::
 
     RegistryError            retriable = False  refused: 401, 403, 409, 422...
     ├── RegistryUnavailable  retriable = True   network, timeout, 408, 429, 5xx, garbled answer
@@ -11,11 +11,12 @@ None of them carries the registry URL (it may hold credentials) or a schema's co
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from consumer.core.errors import ConsumerError
 
 __all__ = [
     "CONTENT_TYPE",
@@ -31,10 +32,8 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 _TRANSIENT = frozenset({408, 429})
 
 
-class RegistryError(Exception):
+class RegistryError(ConsumerError):
     """The registry refused a request; retrying the same request will not help."""
-
-    retriable = False
 
 
 class RegistryUnavailable(RegistryError):
@@ -95,12 +94,7 @@ class SchemaRegistryClient:
     def __enter__(self) -> SchemaRegistryClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
     def _call(self, method: str, path: str, *, what: str, json: Any = None) -> dict[str, Any]:

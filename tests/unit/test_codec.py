@@ -23,9 +23,8 @@ from consumer.avro.codec import (
     SchemaStore,
     default_schema_dir,
     encode_record,
-    frame_confluent,
-    frame_single_object,
 )
+from consumer.avro.framing import frame_confluent, frame_single_object
 from consumer.avro.registry import (
     RegistryError,
     RegistryUnavailable,
@@ -429,9 +428,17 @@ def test_errors_never_echo_identifiers() -> None:
         assert "secret" not in str(info.value)
 
 
-def test_decode_many_keeps_order_and_errors() -> None:
+def test_one_decoder_takes_good_and_bad_values_in_turn() -> None:
+    # As a flush decodes its records: one decoder, one value after another, an error in between
+    # leaving the next value's decoding as it was.
     values = [ENCODER.single_object(EVENTS[0]), b"junk", None, ENCODER.confluent(EVENTS[1], 1)]
-    results = _fake_decoder().decode_many(values)
+    decoder = _fake_decoder()
+    results: list[DeletionEvent | DecodeError] = []
+    for value in values:
+        try:
+            results.append(decoder.decode(value))
+        except DecodeError as exc:
+            results.append(exc)
     assert results[0] == EVENTS[0]
     assert isinstance(results[1], DecodeError)
     assert isinstance(results[2], DecodeError)

@@ -30,10 +30,9 @@ from consumer.avro.codec import (
     _Plan,
     default_schema_dir,
     encode_record,
-    frame_confluent,
-    frame_single_object,
 )
 from consumer.avro.event_reader import scan_py
+from consumer.avro.framing import frame_confluent, frame_single_object
 from consumer.avro.registry import SchemaRegistryClient
 from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record
 from tests.support.registry_server import RegistryServer
