@@ -31,7 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from consumer.core.events import REASONS, DeletionEvent, EventType, Scope, _clean, _clean_ids
+from consumer.core.events import (
+    REASONS,
+    DeletionEvent,
+    EventType,
+    Scope,
+    clean_id,
+    clean_memory_ids,
+)
 
 __all__ = ["CANONICAL", "CANONICAL_V1", "COMPILED", "Fields", "read_event", "scan", "scan_py"]
 
@@ -165,14 +172,14 @@ def read_event(data: bytes, start: int, linked: bool) -> DeletionEvent | None:
             occurred_at,
             _MEMORIES_DELETED,
             None,
-            f1 if type(f1) is tuple else _clean_ids(f1),
+            f1 if type(f1) is tuple else clean_memory_ids(f1),
             source,
             _REASONS[reason],
-            _clean(f2),
+            clean_id(f2),
             f3,
         )
     if branch == 0:  # UserDeleted; Scope.of(user_id=...) inlined: the erasure burst
-        cleaned = _clean(f1)
+        cleaned = clean_id(f1)
         scope = Scope((("user_id", cleaned),) if cleaned is not None else (), ())
         kind = _USER_DELETED
     elif branch == 1:

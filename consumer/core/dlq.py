@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
+
+from consumer.core.timestamps import iso_seconds
 
 __all__ = [
     "DLQ_REASONS",
@@ -79,9 +80,7 @@ def dead_letter_headers(original: Headers, letter: DeadLetter, failed_at: float)
         "dlq.original.partition": str(letter.partition),
         "dlq.original.offset": str(letter.offset),
         "dlq.attempts": str(letter.attempts),
-        "dlq.failed_at": datetime.fromtimestamp(failed_at, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "dlq.failed_at": iso_seconds(failed_at),
         "dlq.consumer.group": letter.group,
     }
     if letter.timestamp_ms is not None:

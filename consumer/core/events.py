@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from consumer.core.timestamps import to_millis
+
 __all__ = [
     "ENTITY_KEYS",
     "REASONS",
     "DeletionEvent",
     "EventType",
     "Scope",
+    "clean_id",
+    "clean_memory_ids",
     "event_from_record",
     "event_to_record",
     "partition_key",
@@ -55,8 +59,13 @@ _TYPES_BY_RECORD.update(
 )
 
 
-def _clean(value: object) -> str | None:
-    """An identifier that is absent, empty or only white space counts as absent."""
+def clean_id(value: object) -> str | None:
+    """An identifier trimmed; one that is absent, empty or only white space counts as absent.
+
+    Public because every builder of events applies it: `Scope.of`, `event_from_record` and the
+    codec's shortcut (avro/event_reader.py), which must build the very event the general path
+    builds.
+    """
     if value is None:
         return None
     text = str(value).strip()
@@ -89,13 +98,13 @@ class Scope:
     ) -> Scope:
         entities = []
         # One if per key rather than a loop over a dict of them: this runs for every event.
-        if user_id is not None and (cleaned := _clean(user_id)) is not None:
+        if user_id is not None and (cleaned := clean_id(user_id)) is not None:
             entities.append(("user_id", cleaned))
-        if agent_id is not None and (cleaned := _clean(agent_id)) is not None:
+        if agent_id is not None and (cleaned := clean_id(agent_id)) is not None:
             entities.append(("agent_id", cleaned))
-        if run_id is not None and (cleaned := _clean(run_id)) is not None:
+        if run_id is not None and (cleaned := clean_id(run_id)) is not None:
             entities.append(("run_id", cleaned))
-        if app_id is not None and (cleaned := _clean(app_id)) is not None:
+        if app_id is not None and (cleaned := clean_id(app_id)) is not None:
             entities.append(("app_id", cleaned))
         meta: tuple[tuple[str, str], ...] = ()
         if metadata:
@@ -103,7 +112,7 @@ class Scope:
                 sorted(
                     (str(key), cleaned)
                     for key, value in metadata.items()
-                    if _clean(key) is not None and (cleaned := _clean(value)) is not None
+                    if clean_id(key) is not None and (cleaned := clean_id(value)) is not None
                 )
             )
         return cls(tuple(entities), meta)
@@ -182,7 +191,7 @@ def event_from_record(record: Mapping[str, Any]) -> DeletionEvent:
     reason = record.get("reason", "OTHER")
     event = DeletionEvent(
         event_id if type(event_id) is str else str(event_id),
-        occurred if type(occurred) is int else _millis(occurred),
+        occurred if type(occurred) is int else to_millis(occurred, "occurred_at"),
         kind,
         None,
         (),
@@ -190,8 +199,8 @@ def event_from_record(record: Mapping[str, Any]) -> DeletionEvent:
         reason if type(reason) is str else str(reason),
     )
     if kind is EventType.MEMORIES_DELETED:
-        event.memory_ids = _clean_ids(body["memory_ids"])
-        event.informational_user_id = _clean(body.get("user_id"))
+        event.memory_ids = clean_memory_ids(body["memory_ids"])
+        event.informational_user_id = clean_id(body.get("user_id"))
         linked = body.get("include_linked", False)
         if linked is not False:
             # Never coerced: bool("false") is True, and this widens what gets deleted.
@@ -210,12 +219,13 @@ def event_from_record(record: Mapping[str, Any]) -> DeletionEvent:
     return event
 
 
-def _clean_ids(raw: Iterable[object]) -> tuple[str, ...]:
-    """Trimmed, empty ones dropped, first occurrence kept."""
+def clean_memory_ids(raw: Iterable[object]) -> tuple[str, ...]:
+    """MemoriesDeleted's ids as an event keeps them: trimmed, empty ones dropped, first
+    occurrence kept (the codec's shortcut applies it too, see `clean_id`)."""
     try:
         ids = dict.fromkeys(map(str.strip, raw))  # type: ignore[arg-type]
     except TypeError:  # not all strings (a JSON-lines number, say): the long way
-        ids = dict.fromkeys(c for value in raw if (c := _clean(value)) is not None)
+        ids = dict.fromkeys(c for value in raw if (c := clean_id(value)) is not None)
     ids.pop("", None)
     return tuple(ids)
 
@@ -254,13 +264,3 @@ def partition_key(record: Mapping[str, Any]) -> bytes | None:
         if isinstance(value, str) and value.strip():
             return value.encode("utf-8")
     return None
-
-
-def _millis(value: object) -> int:
-    """timestamp-millis arrives as a datetime from fastavro's logical-type reader, or an int."""
-    if isinstance(value, int):
-        return value
-    timestamp = getattr(value, "timestamp", None)
-    if timestamp is None:
-        raise ValueError(f"occurred_at is not a timestamp: {type(value).__name__}")
-    return round(float(timestamp()) * 1000)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from consumer.core.events import DeletionEvent
 from consumer.core.planner import DeleteAll, DeleteEntity, DeleteIds, Operation
+from consumer.core.timestamps import iso_millis, to_millis
 
 __all__ = [
     "COMPLETED",
@@ -30,7 +30,6 @@ __all__ = [
     "completed",
     "dead_lettered",
     "duplicate",
-    "iso_millis",
     "operation_report",
 ]
 
@@ -165,8 +164,8 @@ class Receipt:
             event_type=str(record["event_type"]),
             reason=str(record["reason"]),
             source=str(record.get("source", "unknown")),
-            occurred_at_ms=_millis(record["occurred_at"]),
-            completed_at_ms=_millis(record["completed_at"]),
+            occurred_at_ms=to_millis(record["occurred_at"], "occurred_at"),
+            completed_at_ms=to_millis(record["completed_at"], "completed_at"),
             time_to_erasure_ms=record.get("time_to_erasure_ms"),
             operations=tuple(OperationReport.from_record(op) for op in record["operations"]),
             verified=bool(record["verified"]),
@@ -219,21 +218,16 @@ def dead_lettered(
     group: str,
     position: Position,
 ) -> Receipt:
-    """An event that went to the DLQ (refused, rejected, given up on, or left behind)."""
-    return Receipt(
-        event_id=event.event_id,
-        outcome=DEAD_LETTERED,
-        event_type=event.type.value,
-        reason=event.reason,
-        source=event.source,
-        occurred_at_ms=event.occurred_at_ms,
-        completed_at_ms=failed_at_ms,
-        time_to_erasure_ms=None,
-        operations=tuple(operations),
-        verified=False,
-        dlq_reason=dlq_reason,
-        consumer_group=group,
-        input=position,
+    """An event that went to the DLQ (refused, rejected, given up on, or left behind).
+
+    The same copy of the event and its record as `completed`'s; only what the outcome says
+    differs: no time to erasure, nothing verified, and the reason.
+    """
+    done = completed(
+        event, operations, completed_at_ms=failed_at_ms, group=group, position=position
+    )
+    return dataclasses.replace(
+        done, outcome=DEAD_LETTERED, time_to_erasure_ms=None, verified=False, dlq_reason=dlq_reason
     )
 
 
@@ -241,18 +235,3 @@ def duplicate(original: Receipt, position: Position) -> Receipt:
     """The receipt of a record that repeated `original`'s in the same flush: the same work,
     reported for this record, pointing at the one it was done for."""
     return dataclasses.replace(original, input=position, duplicate_of=original.input)
-
-
-def iso_millis(millis: int) -> str:
-    """Unix milliseconds as RFC 3339 UTC with milliseconds (`2025-03-01T08:00:00.000Z`)."""
-    stamp = datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def _millis(value: object) -> int:
-    if isinstance(value, int):
-        return value
-    timestamp = getattr(value, "timestamp", None)
-    if timestamp is None:
-        raise ValueError(f"not a timestamp: {type(value).__name__}")
-    return round(float(timestamp()) * 1000)

@@ -12,19 +12,15 @@ import hmac
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import TextIO
+
+from consumer.core.timestamps import iso_seconds
 
 __all__ = ["IdHasher", "JsonFormatter", "TextFormatter", "configure_logging"]
 
 # Attributes every LogRecord has; anything else came from `extra={...}`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _BASE_KEYS = ("ts", "level", "logger", "msg")
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
@@ -36,7 +32,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": _timestamp(record),
+            "ts": iso_seconds(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -54,7 +50,8 @@ class TextFormatter(logging.Formatter):
     """`ts LEVEL logger: msg key=value ...`, for a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        stamp = iso_seconds(record.created)
+        line = f"{stamp} {record.levelname} {record.name}: {record.getMessage()}"
         fields = " ".join(f"{k}={_text_value(v)}" for k, v in _extras(record).items())
         if fields:
             line = f"{line} {fields}"

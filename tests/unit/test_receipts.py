@@ -15,8 +15,8 @@ from consumer.avro.codec import (
     SchemaStore,
     default_schema_dir,
     encode_record,
-    frame_confluent,
 )
+from consumer.avro.framing import frame_confluent
 from consumer.avro.receipt_codec import (
     RECEIPT_FILE,
     RECEIPT_NAME,
@@ -37,9 +37,9 @@ from consumer.core.receipts import (
     completed,
     dead_lettered,
     duplicate,
-    iso_millis,
     operation_report,
 )
+from consumer.core.timestamps import iso_millis
 from tests.unit.test_purity import _closure, _is_forbidden, imported_modules
 
 T0 = 1_700_000_000_000
