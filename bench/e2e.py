@@ -41,6 +41,8 @@ from consumer.core.events import DeletionEvent, EventType, event_to_record, part
 from consumer.kafka.broker import LocalBroker, committed_positions, create_topics, free_port
 from consumer.mem0.http import RawJson
 from consumer.mem0.lean_http import LeanSession
+from consumer.sandbox import Faults
+from consumer.sandbox.command import sandbox_command
 
 TP = tuple[str, int]
 
@@ -68,20 +70,9 @@ class Result:
 
 
 def start_sandbox(port: int, latency_ms: float, job_delay_ms: float) -> subprocess.Popen[bytes]:
-    faults = json.dumps({"latency_ms": latency_ms, "job_delay_ms": job_delay_ms})
+    faults = Faults(latency_ms=latency_ms, job_delay_ms=job_delay_ms)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "consumer.sandbox",
-            "--port",
-            str(port),
-            "--faults",
-            faults,
-            "--call-log-limit",
-            "1000",
-        ],
-        stdout=subprocess.DEVNULL,
+        sandbox_command(port=port, faults=faults, call_log_limit=1000), stdout=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 15
     while True:
