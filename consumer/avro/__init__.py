@@ -1,3 +1,3 @@
-"""Bytes to events and receipts and back: the codec (both framings, schema resolution), the event
-reader specialised for the shipped schemas (with its compiled scan, _scan.c), the receipt codec
-and the schema registry client."""
+"""Bytes to events and receipts and back: the two wire framings (framing), the codec (schema
+resolution), the event reader specialised for the shipped schemas (with its compiled scan,
+_scan.c), the receipt codec and the schema registry client."""
