@@ -11,19 +11,18 @@ from __future__ import annotations
 import contextlib
 from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from consumer.core.dlq import DLQ_REASONS
 from consumer.core.events import EventType
 from consumer.core.verification import RESULTS as VERIFICATION_RESULTS
+from consumer.mem0.downstream import DownstreamState
 
 __all__ = [
     "API_STATUSES",
     "DLQ_REASONS",
-    "DOWNSTREAM_BACKING_OFF",
-    "DOWNSTREAM_HALTED",
-    "DOWNSTREAM_OK",
     "EVENT_TYPES",
     "HALT_CAUSES",
     "OPERATIONS",
@@ -60,9 +59,8 @@ RETRY_REASONS = ("transport", "timeout", "rate_limited", "server_error", "job_fa
 # The statuses created at start; others (404, 429, 5xx...) appear when first seen.
 API_STATUSES = ("200", "error")
 
-DOWNSTREAM_OK = 0
-DOWNSTREAM_BACKING_OFF = 1
-DOWNSTREAM_HALTED = 2
+# The `downstream_state` values, as its help text lists them: "0 ok, 1 backing off, 2 halted".
+_STATE_HELP = ", ".join(f"{s.value} {s.name.lower().replace('_', ' ')}" for s in DownstreamState)
 
 # HTTP latencies: 1 ms to a minute.
 API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -166,9 +164,7 @@ class Metrics:
             "consumer_lag", "Messages behind the high watermark.", ("topic", "partition")
         )
         self.in_flight_operations = gauge("in_flight_operations", "Mem0 calls in flight.")
-        self.downstream_state = gauge(
-            "downstream_state", "Mem0: 0 ok, 1 backing off, 2 halted (401/403)."
-        )
+        self.downstream_state = gauge("downstream_state", f"Mem0: {_STATE_HELP} (401/403).")
         self.downstream_halted = gauge(
             "downstream_halted",
             "1 while Mem0 calls are halted for this cause: auth_refused (401/403) or "
@@ -216,7 +212,7 @@ class Metrics:
         self.verifications = {
             result: self.verifications_total.labels(result) for result in VERIFICATION_RESULTS
         }
-        self.downstream_state.set(DOWNSTREAM_OK)
+        self.downstream_state.set(DownstreamState.OK)
         self.halt_causes = {cause: self.downstream_halted.labels(cause) for cause in HALT_CAUSES}
 
     def set_halt_cause(self, cause: str | None) -> None:
@@ -226,27 +222,16 @@ class Metrics:
 
     def observe_api_request(self, operation: str, status: str, seconds: float) -> None:
         """One Mem0 call; fits `consumer.mem0.client.Observer`. `status` is the code or 'error'."""
-        counter = self.api_requests.get((operation, status))
-        if counter is None:  # a status first seen now; bounded by HTTP itself
-            counter = self.api_requests[(operation, status)] = self.api_requests_total.labels(
-                operation, status
-            )
-        counter.inc()
-        duration = self.api_duration.get(operation)
-        if duration is None:
-            duration = self.api_duration[operation] = self.api_request_duration_seconds.labels(
-                operation
-            )
-        duration.observe(seconds)
+        key = (operation, status)
+        _child(self.api_requests, self.api_requests_total, key, *key).inc()
+        _child(self.api_duration, self.api_request_duration_seconds, operation, operation).observe(
+            seconds
+        )
 
     def observe_retry(self, operation: str, reason: str) -> None:
         """One call tried again; `reason` from RETRY_REASONS (see `retry_reason`)."""
-        counter = self.retries.get((operation, reason))
-        if counter is None:
-            counter = self.retries[(operation, reason)] = self.api_retries_total.labels(
-                operation, reason
-            )
-        counter.inc()
+        key = (operation, reason)
+        _child(self.retries, self.api_retries_total, key, *key).inc()
 
     def observe_verification(self, result: str) -> None:
         """One operation checked afterwards; `result` from VERIFICATION_RESULTS."""
@@ -267,3 +252,15 @@ class Metrics:
     def mark_commit(self, now: float) -> None:
         """A commit succeeded at `now` (Unix seconds; the caller owns the clock)."""
         self.last_commit_timestamp_seconds.set(now)
+
+
+_Family = TypeVar("_Family", Counter, Histogram)
+
+
+def _child(children: dict[Any, _Family], family: _Family, key: object, *labels: str) -> _Family:
+    """The pre-bound child under `key`, bound now if its label values are first seen now (a
+    status such as 404 or 503, bounded by HTTP itself; an operation the list above lacks)."""
+    child = children.get(key)
+    if child is None:
+        child = children[key] = family.labels(*labels)
+    return child
