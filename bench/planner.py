@@ -20,9 +20,9 @@ import sys
 import time
 
 from bench.workloads import WORKLOADS
+from consumer.core.capabilities import PLATFORM
 from consumer.core.events import DeletionEvent
 from consumer.core.planner import (
-    PLATFORM,
     DeleteAll,
     DeleteEntity,
     DeleteIds,

@@ -10,7 +10,8 @@ deleted by id), `DeleteIds` (explicit ids in batches, or one call each with thei
 `linked`), and `DeleteEntity` (an erased user's Platform entity record, beside its DeleteAll).
 
 Events are referred to by their position in the flush (a `Ref`); each operation carries the refs
-it serves, so an event is finished when all of its operations are.
+it serves, so an event is finished when all of its operations are. Which events are refused,
+and why, is validation.py's; what a backend can do, capabilities.py's.
 """
 
 from __future__ import annotations
@@ -19,24 +20,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, combinations, repeat
 
-from consumer.core.dlq import DlqReason
+from consumer.core.capabilities import Capabilities
 from consumer.core.events import DeletionEvent, EventType, Scope
-from consumer.core.memory_ids import all_path_segments, all_uuids
+from consumer.core.validation import REQUIRED_KEY, Rejection, explain_ids, ids_valid, validate
 
 __all__ = [
-    "OSS",
-    "PLATFORM",
-    "Capabilities",
     "DeleteAll",
     "DeleteEntity",
     "DeleteIds",
     "Operation",
     "Plan",
     "Ref",
-    "Rejection",
     "ResolveScope",
     "plan",
-    "validate",
 ]
 
 Ref = int
@@ -45,39 +41,9 @@ _ScopeKey = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
 _IDS = EventType.MEMORIES_DELETED
 _USER = EventType.USER_DELETED
 
-# The identifier a payload type is about: without it the event would name a wider scope than
-# its type says (a SessionExpired with a blank run_id would otherwise delete the whole user).
-_REQUIRED_KEY = {EventType.USER_DELETED: "user_id", EventType.SESSION_EXPIRED: "run_id"}
-
 # Covering is found by looking up every subset of a scope's entries; past this many entries the
 # lookup would explode, and skipping it only costs a redundant (still exact) call.
 _MAX_COVER_ENTRIES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a Mem0 backend can do, as far as planning is concerned."""
-
-    max_batch: int = 1000
-    # The self-hosted server ANDs several identifiers in one delete_all; the Platform's docs warn
-    # that it may not, so there a compound scope is resolved to ids instead.
-    and_delete_all: bool = False
-    # The self-hosted server filters by user, agent and run only.
-    app_id_and_metadata: bool = True
-    # Mem0 generates every memory id as a UUID, on both backends; anything else names no
-    # memory (the Platform answers 400, the self-hosted default store 502 `unknown`).
-    uuid_ids: bool = True
-    # Without a batch endpoint, explicit ids fan out to single deletes.
-    batch_endpoint: bool = True
-    # The Platform keeps an entity record per user (GET /v1/entities/), personal data of its
-    # own: a user erasure deletes it too (ERASE_USER_ENTITY turns that off).
-    user_entities: bool = True
-
-
-PLATFORM = Capabilities()
-OSS = Capabilities(
-    and_delete_all=True, app_id_and_metadata=False, batch_endpoint=False, user_entities=False
-)
 
 
 # Operations are built by the thousand per flush; plain slotted classes build several times
@@ -156,71 +122,12 @@ class DeleteIds:
 Operation = DeleteAll | ResolveScope | DeleteIds | DeleteEntity
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """An event that gets no call: it goes to the dead-letter topic with this reason."""
-
-    reason: DlqReason  # INVALID_SCOPE or UNSUPPORTED_SCOPE
-    message: str
-
-
 @dataclass(slots=True)
 class Plan:
     operations: list[Operation] = field(default_factory=list)
     rejected: dict[Ref, Rejection] = field(default_factory=dict)
     # A re-delivered event (same id, same request) -> the earlier event it repeats.
     duplicates: dict[Ref, Ref] = field(default_factory=dict)
-
-
-def validate(event: DeletionEvent, caps: Capabilities) -> Rejection | None:
-    """Why an event must not be carried out, or None when it is safe."""
-    if event.type is _IDS:
-        return _validate_ids(event.memory_ids, caps)
-    scope = event.scope
-    if scope is None or not scope.entities:
-        return Rejection(DlqReason.INVALID_SCOPE, "the filter has no identifier")
-    entities = scope.entities
-    required = _REQUIRED_KEY.get(event.type)
-    # The common case, one identifier and no metadata, checked without building anything.
-    if len(entities) == 1 and not scope.metadata:
-        key, value = entities[0]
-        if required is not None and key != required:
-            return Rejection(DlqReason.INVALID_SCOPE, f"the filter has no {required}")
-        if "*" in value:
-            return Rejection(DlqReason.INVALID_SCOPE, "an identifier contains the wildcard '*'")
-        if key == "app_id" and not caps.app_id_and_metadata:
-            return Rejection(DlqReason.UNSUPPORTED_SCOPE, "the backend cannot filter by app_id")
-        return None
-    if required is not None and required not in dict(entities):
-        return Rejection(DlqReason.INVALID_SCOPE, f"the filter has no {required}")
-    # Keys and values joined, one C-level search (entity keys never hold a '*').
-    if "*" in "".join(chain.from_iterable(entities)) or (
-        scope.metadata and "*" in "".join(chain.from_iterable(scope.metadata))
-    ):
-        return Rejection(DlqReason.INVALID_SCOPE, "an identifier contains the wildcard '*'")
-    if not caps.app_id_and_metadata:
-        if scope.metadata:
-            return Rejection(DlqReason.UNSUPPORTED_SCOPE, "the backend cannot filter by metadata")
-        if any(key == "app_id" for key, _ in entities):
-            return Rejection(DlqReason.UNSUPPORTED_SCOPE, "the backend cannot filter by app_id")
-    return None
-
-
-def _validate_ids(memory_ids: Sequence[str], caps: Capabilities) -> Rejection | None:
-    if not memory_ids:
-        return Rejection(DlqReason.INVALID_SCOPE, "no memory id")
-    if _ids_valid(memory_ids, caps):
-        return None
-    # Only for events that fail: say which rule they broke.
-    if any("*" in memory_id for memory_id in memory_ids):
-        return Rejection(DlqReason.INVALID_SCOPE, "a memory id contains the wildcard '*'")
-    if caps.uuid_ids:
-        return Rejection(DlqReason.INVALID_SCOPE, "a memory id is not a UUID")
-    return Rejection(DlqReason.INVALID_SCOPE, "a memory id is not a plain path segment")
-
-
-def _ids_valid(memory_ids: Sequence[str], caps: Capabilities) -> bool:
-    return all_uuids(memory_ids) if caps.uuid_ids else all_path_segments(memory_ids)
 
 
 def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
@@ -258,7 +165,7 @@ def plan(events: Sequence[DeletionEvent], caps: Capabilities) -> Plan:
             # `validate`'s rules for one identifier, inline; anything else takes the long way.
             entry = scope.entities[0]
             key, value = entry
-            required = _REQUIRED_KEY.get(kind)
+            required = REQUIRED_KEY.get(kind)
             if (
                 (required is None or key == required)
                 and "*" not in value
@@ -306,10 +213,10 @@ class _IdRequests:
 
     def keep_valid(self, caps: Capabilities, rejected: dict[Ref, Rejection]) -> None:
         """Check every id in one pass; reject the events that fail, keep the others."""
-        if _ids_valid(list(chain.from_iterable(self.lists)), caps):
+        if ids_valid(list(chain.from_iterable(self.lists)), caps):
             return
         # Some event is bad: find it (them) and go on without.
-        verdicts = [_validate_ids(memory_ids, caps) for memory_ids in self.lists]
+        verdicts = [explain_ids(memory_ids, caps) for memory_ids in self.lists]
         for ref, rejection in zip(self.refs, verdicts, strict=True):
             if rejection is not None:
                 rejected[ref] = rejection

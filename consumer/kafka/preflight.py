@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 
-from consumer.mem0.client import AdminRoleError, Mem0Client, Mem0Error
+from consumer.mem0.client import Mem0Client
+from consumer.mem0.errors import AdminRoleError, Mem0Error
 from consumer.settings import Settings, SettingsError, property_variable
 
 __all__ = [

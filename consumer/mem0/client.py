@@ -1,21 +1,13 @@
 """The Mem0 client: the Platform API and the self-hosted REST server behind one small interface.
 
-One pooled HTTP session per process (aiohttp, or httpx with any transport: consumer/mem0/http.py);
-it is a constructor argument so tests and benchmarks can inject one. Every request is
-classified here (see `retry.classify`) and surfaces as a typed error; retrying is the
-executor's job, not this module's.
+One pooled HTTP session per process (the lean client, aiohttp, or httpx with any transport:
+consumer/mem0/http.py); it is a constructor argument so tests and benchmarks can inject one.
+Every request is classified here (see `retry.classify`) and surfaces as a typed error
+(consumer/mem0/errors.py); retrying is the executor's job, not this module's.
 
-Error tree::
-
-    Mem0Error
-    ├── TransientError     retriable: 408, 429, 5xx, timeout, broken connection
-    │   └── UncertainError a self-hosted 502 `unknown`: maybe deterministic, so retried a bounded
-    │                      number of times (MEM0_UNKNOWN_ERROR_RETRIES)
-    ├── AuthError          halts every call: 401, 403
-    │   └── AdminRoleError the self-hosted server's 403 "Admin role required." (a key without
-    │                      the admin role): halts too, and is probed with a delete, not a read
-    └── RejectedError      this request is refused: any other 4xx, a permanent 502 code
-        └── JobNotFound    a job id the API does not know (yet): see Executor._watch
+This module holds what both backends share: the interface, the sending and classifying of a
+call, the session and the credentials header. Each backend's request shapes are its own
+module's: platform_client.py (`PlatformClient`) and oss_client.py (`OssClient`).
 
 Every listing that resolves or verifies an erasure sees every stored record of its scope: on
 the Platform merged (Dream) and expired memories are asked for (`include_merged`,
@@ -28,25 +20,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
-from urllib.parse import quote
+from typing import Any, ClassVar, Unpack
 
 import httpx
 
+from consumer.core.capabilities import Capabilities
 from consumer.core.events import Scope
-from consumer.core.memory_ids import all_uuids
 from consumer.core.pacing import AdaptiveRate
-from consumer.core.planner import OSS, PLATFORM, Capabilities
 from consumer.core.retry import Verdict, classify, parse_retry_after
+from consumer.mem0.errors import (
+    AdminRoleError,
+    AuthError,
+    RejectedError,
+    TransientError,
+    UncertainError,
+)
 from consumer.mem0.http import (
     AiohttpSession,
     HttpSession,
     HttpxSession,
-    RawJson,
+    Limits,
     Reply,
     TransportError,
     proxy_for,
@@ -55,19 +51,10 @@ from consumer.mem0.lean_http import LeanSession
 from consumer.mem0.slots import Slots
 
 __all__ = [
-    "ENTITY_TYPES",
-    "HALT_CAUSES",
-    "AdminRoleError",
-    "AuthError",
-    "JobNotFound",
     "JobStatus",
     "Mem0Client",
-    "Mem0Error",
-    "OssClient",
-    "PlatformClient",
-    "RejectedError",
-    "TransientError",
-    "UncertainError",
+    "Observer",
+    "auth_headers",
     "make_http_client",
 ]
 
@@ -76,66 +63,12 @@ log = logging.getLogger(__name__)
 # (operation, status label, seconds) -> None; the metrics module supplies it.
 Observer = Callable[[str, str, float], None]
 
-_LIST_PAGE_SIZE = 200  # the Platform's maximum page size for POST /v3/memories/
-_OSS_TOP_K = 1000  # the self-hosted listing's largest page (its default is 20)
 _ERROR_MESSAGE_LIMIT = 300
 
 # Self-hosted 502 codes (server/errors.py): these two are the request's own fault and will not
 # pass on a retry; `unknown` may be either; every other code is an outage of a dependency.
 _PERMANENT_502_CODES = frozenset({"provider_auth_failed", "provider_bad_request"})
 _UNCERTAIN_502_CODE = "unknown"
-# Entity types of the Platform's /v2/entities/ routes.
-ENTITY_TYPES = ("user", "agent", "app", "run")
-
-
-class Mem0Error(Exception):
-    """A Mem0 call that did not succeed; `status` is the HTTP status, None for a transport error."""
-
-    retriable: ClassVar[bool] = False
-    halts: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str,
-        status: int | None = None,
-        retry_after_s: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.operation = operation
-        self.status = status
-        self.retry_after_s = retry_after_s
-
-
-class TransientError(Mem0Error):
-    retriable = True
-
-
-class UncertainError(TransientError):
-    """Retried, but a bounded number of times: the server cannot tell whether it will pass."""
-
-
-class AuthError(Mem0Error):
-    halts = True
-    # What the key lacks, for the log line, /readyz and the metric.
-    cause: ClassVar[str] = "auth_refused"
-
-
-class AdminRoleError(AuthError):
-    cause = "admin_role_required"
-
-
-class RejectedError(Mem0Error):
-    pass
-
-
-class JobNotFound(RejectedError):
-    pass
-
-
-# The halt causes, a bounded label set (`downstream_halted{cause}`).
-HALT_CAUSES = (AuthError.cause, AdminRoleError.cause)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +81,22 @@ class JobStatus:
         return self.status in ("SUCCEEDED", "FAILED")
 
 
+def auth_headers(backend: str, key: str) -> dict[str, str]:
+    """The header that carries the API key: `X-API-Key` for the self-hosted server (none
+    without a key: a server run without authentication), `Authorization: Token` for the
+    Platform (any other backend name; the settings admit only these two)."""
+    if backend == "oss":
+        return {"X-API-Key": key} if key else {}
+    return {"Authorization": f"Token {key}"}
+
+
 def make_http_client(
     base_url: str,
     headers: dict[str, str],
     *,
-    timeout_s: float,
-    max_connections: int,
     transport: httpx.AsyncBaseTransport | None = None,
     kind: str = "auto",
+    **limits: Unpack[Limits],
 ) -> HttpSession:
     """The one pooled session: keep-alive connections sized to the call concurrency.
 
@@ -165,16 +106,10 @@ def make_http_client(
     one). A transport (a test's mock, HTTP/2) always means httpx.
     """
     if transport is not None or kind == "httpx":
-        return HttpxSession(
-            base_url,
-            headers,
-            timeout_s=timeout_s,
-            max_connections=max_connections,
-            transport=transport,
-        )
+        return HttpxSession(base_url, headers, transport=transport, **limits)
     if kind == "lean" or (kind == "auto" and proxy_for(base_url) is None):
-        return LeanSession(base_url, headers, timeout_s=timeout_s, max_connections=max_connections)
-    return AiohttpSession(base_url, headers, timeout_s=timeout_s, max_connections=max_connections)
+        return LeanSession(base_url, headers, **limits)
+    return AiohttpSession(base_url, headers, **limits)
 
 
 class Mem0Client(ABC):
@@ -317,188 +252,6 @@ class Mem0Client(ABC):
         raise RejectedError(message, operation=operation, status=status)
 
 
-class PlatformClient(Mem0Client):
-    """The hosted Platform API (`Authorization: Token`, paths with a trailing slash)."""
-
-    default_caps = PLATFORM
-    backend = "platform"
-
-    async def delete_all(self, scope: Scope) -> str | None:
-        # The last guard: whatever the planner did, the Platform never gets a delete_all with
-        # no filter, or with several (which it may OR together).
-        if len(scope.entities) != 1 or scope.metadata:
-            raise ValueError("a Platform delete_all takes exactly one identifier")
-        body = await self._send("delete_all", "DELETE", "/v1/memories/", params=scope.as_dict())
-        job_id = body.get("event_id") if isinstance(body, dict) else None
-        if not job_id:
-            raise TransientError("delete_all answered without an event_id", operation="delete_all")
-        return str(job_id)
-
-    async def job_status(self, job_id: str) -> JobStatus:
-        try:
-            body = await self._send("job_status", "GET", f"/v1/event/{quote(job_id, safe='')}/")
-        except RejectedError as exc:
-            if exc.status == 404:
-                # Nothing promises that a new job is readable at once: the caller decides.
-                raise JobNotFound(str(exc), operation="job_status", status=404) from exc
-            raise
-        if not isinstance(body, dict) or "status" not in body:
-            raise TransientError("job status without a status", operation="job_status")
-        error = body.get("error")
-        return JobStatus(str(body["status"]).upper(), None if error is None else str(error))
-
-    async def batch_delete(self, memory_ids: Sequence[str]) -> None:
-        if not 1 <= len(memory_ids) <= 1000:
-            raise ValueError("a batch holds 1 to 1000 ids")
-        await self._send("batch_delete", "DELETE", "/v1/batch/", json=_batch_body(memory_ids))
-
-    async def delete(self, memory_id: str) -> None:
-        path = f"/v1/memories/{quote(memory_id, safe='')}/"
-        await self._send("delete", "DELETE", path, missing_ok=True)
-
-    async def delete_linked(self, memory_id: str) -> int:
-        path = f"/v1/memories/{quote(memory_id, safe='')}/"
-        body = await self._send(
-            "delete", "DELETE", path, params={"delete_linked": "true"}, missing_ok=True
-        )
-        count = body.get("cascade_count") if isinstance(body, dict) else None
-        # A count of another type or past an Avro long (the receipt's field) is not trusted.
-        return count if type(count) is int and 0 <= count < 1 << 63 else 0
-
-    async def delete_entity(self, entity_type: str, entity_id: str) -> str | None:
-        try:
-            body = await self._send("entity_delete", "DELETE", _entity_path(entity_type, entity_id))
-        except RejectedError as exc:
-            if exc.status == 404:
-                return None  # no such entity: never made, or already deleted
-            raise
-        job_id = body.get("event_id") if isinstance(body, dict) else None
-        if not job_id:
-            raise TransientError(
-                "entity delete answered without an event_id", operation="entity_delete"
-            )
-        return str(job_id)
-
-    async def entity_exists(self, entity_type: str, entity_id: str) -> bool:
-        path = _entity_path(entity_type, entity_id)
-        try:
-            await self._send("entity_get", "GET", path)
-        except RejectedError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
-    async def list_ids(self, scope: Scope, limit: int) -> list[str]:
-        if not scope.entities:
-            raise ValueError("a listing needs an identifier")
-        conditions: list[dict[str, Any]] = [{key: value} for key, value in scope.entities]
-        if scope.metadata:
-            conditions.append({"metadata": dict(scope.metadata)})
-        body = {"filters": {"AND": conditions}, **_EVERY_RECORD}
-        ids: list[str] = []
-        page = 1
-        while len(ids) < limit:
-            params = {"page": str(page), "page_size": str(_LIST_PAGE_SIZE)}
-            try:
-                answer = await self._send("list", "POST", "/v3/memories/", params=params, json=body)
-            except RejectedError as exc:
-                # Paging is by page number: deletes elsewhere can shrink the listing under us,
-                # and a page past the end answers 404 (as Django REST framework does).
-                if exc.status == 404 and page > 1:
-                    break
-                raise
-            results = answer.get("results", []) if isinstance(answer, dict) else []
-            ids.extend(str(memory["id"]) for memory in results)
-            if not results or not answer.get("next"):
-                break
-            page += 1
-        return ids[:limit]
-
-    async def any_match(self, scopes: Sequence[Scope]) -> bool:
-        """Whether any memory matches any of these single-identifier scopes: one listing with
-        the OR of their filters (see consumer/pipeline/scope_check.py)."""
-        if not scopes or any(len(s.entities) != 1 or s.metadata for s in scopes):
-            raise ValueError("a grouped listing takes single-identifier scopes")
-        body = {"filters": {"OR": [dict(s.entities) for s in scopes]}, **_EVERY_RECORD}
-        params = {"page": "1", "page_size": "1"}
-        answer = await self._send("list", "POST", "/v3/memories/", params=params, json=body)
-        results = answer.get("results") if isinstance(answer, dict) else None
-        # An answer of another shape proves nothing: say "matched", and each is checked alone.
-        return not isinstance(results, list) or bool(results)
-
-    async def exists(self, memory_id: str) -> bool:
-        return await self._read_back(
-            f"/v1/memories/{quote(memory_id, safe='')}/", params={"include_merged": "true"}
-        )
-
-    async def probe(self, *, admin: bool = False) -> None:
-        # The Platform has no roles: any authenticated read says the key works.
-        await self._send("ping", "GET", "/v1/ping/")
-
-
-class OssClient(Mem0Client):
-    """The self-hosted mem0 REST server (`X-API-Key`, no trailing slashes, no batch endpoint)."""
-
-    default_caps = OSS
-    backend = "oss"
-
-    async def delete_all(self, scope: Scope) -> str | None:
-        if not scope.entities or scope.metadata or "app_id" in scope.as_dict():
-            raise ValueError("an OSS delete_all takes user, agent or run identifiers only")
-        await self._send("delete_all", "DELETE", "/memories", params=scope.as_dict())
-        return None
-
-    async def job_status(self, job_id: str) -> JobStatus:
-        # The self-hosted server deletes synchronously: there is never a job to watch.
-        return JobStatus("SUCCEEDED")
-
-    async def batch_delete(self, memory_ids: Sequence[str]) -> None:
-        # No batch endpoint (caps.batch_endpoint is False): the executor fans ids out instead.
-        raise RejectedError("the self-hosted server has no batch endpoint", operation="delete")
-
-    async def delete(self, memory_id: str) -> None:
-        # The planner admits only plain path segments here; quoting is the second lock.
-        path = f"/memories/{quote(memory_id, safe='')}"
-        await self._send("delete", "DELETE", path, missing_ok=True)
-
-    async def list_ids(self, scope: Scope, limit: int) -> list[str]:
-        if not scope.entities:
-            raise ValueError("a listing needs an identifier")
-        params = {
-            **scope.as_dict(),
-            "top_k": str(max(1, min(limit, _OSS_TOP_K))),
-            "show_expired": "true",
-        }
-        answer = await self._send("list", "GET", "/memories", params=params)
-        results = answer.get("results", []) if isinstance(answer, dict) else answer or []
-        return [str(memory["id"]) for memory in results][:limit]
-
-    async def exists(self, memory_id: str) -> bool:
-        # A missing id answers 200 with null here.
-        return await self._read_back(f"/memories/{quote(memory_id, safe='')}")
-
-    async def probe(self, *, admin: bool = False) -> None:
-        if admin:
-            # The permission a filter delete needs, exercised on a user no one has: a random
-            # UUID matches nothing, so nothing is deleted.
-            await self._send("ping", "DELETE", "/memories", params={"user_id": str(uuid.uuid4())})
-            return
-        # No ping route: reading a random id is authenticated and answers 200 null.
-        await self._send("ping", "GET", f"/memories/{uuid.uuid4()}", missing_ok=True)
-
-
-# Every stored record of a scope, in a Platform listing: expired ones, and Dream's merged
-# duplicates, which every read hides unless asked (the v3 body takes the flag beside filters).
-_EVERY_RECORD = {"show_expired": True, "include_merged": True}
-
-
-def _entity_path(entity_type: str, entity_id: str) -> str:
-    if entity_type not in ENTITY_TYPES:
-        raise ValueError(f"unknown entity type {entity_type!r}")
-    return f"/v2/entities/{entity_type}/{quote(entity_id, safe='')}/"
-
-
 def _error_code(response: Reply) -> str | None:
     """The `code` of a self-hosted error body (server/errors.py), if there is one."""
     body = _json_or_none(response)
@@ -524,12 +277,3 @@ def _error_text(response: Reply) -> str:
     elif body is None:
         text = response.reason
     return " ".join(str(text).split())[:_ERROR_MESSAGE_LIMIT]
-
-
-def _batch_body(memory_ids: Sequence[str]) -> RawJson | dict[str, Any]:
-    """`{"memories": [{"memory_id": ...}, ...]}`; built by joining when every id is a UUID
-    (nothing in one needs escaping), a few times faster than json.dumps of 1000 dicts."""
-    if all_uuids(memory_ids):
-        joined = '"},{"memory_id":"'.join(memory_ids)
-        return RawJson(f'{{"memories":[{{"memory_id":"{joined}"}}]}}'.encode())
-    return {"memories": [{"memory_id": memory_id} for memory_id in memory_ids]}

@@ -15,13 +15,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from enum import IntEnum
 
-from consumer.mem0.client import (
-    AdminRoleError,
-    AuthError,
-    Mem0Client,
-    RejectedError,
-    TransientError,
-)
+from consumer.mem0.client import Mem0Client
+from consumer.mem0.errors import AdminRoleError, AuthError, RejectedError, TransientError
 
 __all__ = ["Downstream", "DownstreamState"]
 

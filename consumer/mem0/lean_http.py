@@ -21,14 +21,13 @@ uses aiohttp when the environment sets one for the base URL.
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 import ssl
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Unpack
 from urllib.parse import quote, urlencode, urlsplit
 
-from consumer.mem0.http import RawJson, Reply, TransportError
+from consumer.mem0.http import HttpSession, Limits, Reply, TransportError
 from consumer.mem0.slots import Slots
 
 __all__ = ["LeanSession"]
@@ -244,7 +243,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class LeanSession:
+class LeanSession(HttpSession):
     """The `HttpSession` interface over `_Connection`s to one base URL."""
 
     def __init__(
@@ -252,11 +251,11 @@ class LeanSession:
         base_url: str,
         headers: Mapping[str, str],
         *,
-        timeout_s: float,
-        max_connections: int,
         ssl_context: ssl.SSLContext | None = None,
+        **limits: Unpack[Limits],
     ) -> None:
-        url = urlsplit(base_url.rstrip("/"))
+        super().__init__(base_url, headers, **limits)
+        url = urlsplit(self._base)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self._https = url.scheme == "https"
@@ -264,8 +263,6 @@ class LeanSession:
         self._port = url.port or (443 if self._https else 80)
         self._prefix = url.path
         self._ssl = (ssl_context or ssl.create_default_context()) if self._https else None
-        self._timeout = timeout_s
-        self._connect_timeout = min(timeout_s, 10.0)
         default_port = self._port == (443 if self._https else 80)
         host = url.hostname if default_port else f"{url.hostname}:{self._port}"
         if ":" in url.hostname:  # an IPv6 literal keeps its brackets in Host
@@ -275,34 +272,24 @@ class LeanSession:
             if any(c in name + value for c in "\r\n\0") or not name.strip():
                 raise ValueError(f"header {name!r} holds a line break or is unnamed")
         self._head = "".join(f"{k}: {v}\r\n" for k, v in rendered.items()).encode("latin-1")
-        self._slots = Slots(max_connections)
+        self._slots = Slots(self._max_connections)
         self._idle: list[_Connection] = []
         self._closed = False
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
+    async def _send(
+        self, method: str, path: str, params: Mapping[str, str] | None, body: bytes | None
     ) -> Reply:
         target = quote(self._prefix + path, safe="/:@!$&'()*+,;=-._~%")
         if params:
             target += "?" + urlencode(params, quote_via=quote)
-        if isinstance(json, RawJson):
-            body = json.data
-        elif json is not None:
-            body = jsonlib.dumps(json, separators=(",", ":")).encode()
-        else:
-            body = b""
+        body = body or b""
         lines = f"{method} {target} HTTP/1.1\r\n".encode("latin-1") + self._head
         if body or method in ("POST", "PUT", "PATCH"):
             lines += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         data = lines + b"\r\n" + body
         async with self._slots:
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self._timeout_s):
                     return await self._exchange(data)
             except TimeoutError as exc:
                 raise TransportError("TimeoutError") from exc
@@ -348,7 +335,7 @@ class LeanSession:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(self._connect_timeout_s):
                 _transport, connection = await loop.create_connection(
                     _Connection,
                     self._host,

@@ -7,8 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.mem0.client import _batch_body
 from consumer.mem0.http import RawJson
+from consumer.mem0.platform_client import _batch_body
 
 _IDS = st.one_of(st.uuids().map(str), st.text(max_size=40))
 

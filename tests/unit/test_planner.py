@@ -14,11 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.core.capabilities import OSS, PLATFORM, Capabilities
 from consumer.core.events import DeletionEvent, EventType, Scope, event_from_record
 from consumer.core.planner import (
-    OSS,
-    PLATFORM,
-    Capabilities,
     DeleteAll,
     DeleteEntity,
     DeleteIds,
@@ -26,8 +24,8 @@ from consumer.core.planner import (
     Plan,
     ResolveScope,
     plan,
-    validate,
 )
+from consumer.core.validation import validate
 
 BACKENDS = pytest.mark.parametrize("caps", [PLATFORM, OSS], ids=["platform", "oss"])
 ENTITY_KEYS = ("user_id", "agent_id", "run_id", "app_id")
