@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
+from consumer.core.dlq import DlqReason
+
 __all__ = [
     "DLQ_PREFIX",
     "REPLAY_COUNT_HEADER",
@@ -150,7 +152,9 @@ class Verdict(Enum):
 class Selection:
     """Which dead letters a replay takes. Empty sets and None mean "no filter"."""
 
-    reasons: frozenset[str] = frozenset()
+    # A letter's own reason stays a string (`Letter.reason`): a header may carry one this
+    # version does not know, which no reason filter selects.
+    reasons: frozenset[DlqReason] = frozenset()
     event_ids: frozenset[str] = frozenset()
     since: datetime | None = None  # failed at or after
     until: datetime | None = None  # failed before
