@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from consumer.mem0.downstream import DownstreamState
 from consumer.telemetry.health import HealthServer
 from consumer.telemetry.metrics import (
     DLQ_REASONS,
-    DOWNSTREAM_HALTED,
     ERASURE_BUCKETS,
     EVENT_TYPES,
     OPERATIONS,
@@ -136,7 +136,7 @@ def test_pre_bound_children_and_helpers(registry: CollectorRegistry, metrics: Me
     metrics.observe_retry("delete_all", retry_reason(429))
     metrics.observe_flush(events=120, operations=3)
     metrics.set_lag("memory.deletions", 0, 42)
-    metrics.downstream_state.set(DOWNSTREAM_HALTED)
+    metrics.downstream_state.set(DownstreamState.HALTED)
     metrics.mark_commit(1_700_000_000.0)
 
     assert value(registry, "events_total", type="user_deleted", outcome="deleted") == 1
@@ -293,7 +293,7 @@ def _samples(registry: CollectorRegistry) -> list[Any]:
 def test_the_halt_cause_is_one_series_at_a_time(
     registry: CollectorRegistry, metrics: Metrics
 ) -> None:
-    from consumer.mem0.client import HALT_CAUSES
+    from consumer.mem0.errors import HALT_CAUSES
     from consumer.telemetry.metrics import HALT_CAUSES as LABELLED
 
     assert set(LABELLED) == set(HALT_CAUSES)
