@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "--subject", help="registry subject (default: <topic>-value)", default=None
     )
 
-    from consumer.commands.replay import add_replay_arguments
+    from consumer.replay import add_replay_arguments
 
     replay = commands.add_parser("replay", help="put dead letters back on the input topic")
     add_arguments(replay)
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings, sys.stdin, topic=args.topic, framing=args.framing, subject=args.subject
             )
         if args.command == "replay":
-            from consumer.commands.replay import run_replay
+            from consumer.replay import run_replay
             from consumer.telemetry.logs import configure_logging
 
             settings = from_args(args, os.environ, needs_mem0=False)

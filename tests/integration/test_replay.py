@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from consumer.commands.replay import add_replay_arguments, run_replay
 from consumer.core.dlq import DeadLetter, dead_letter_headers
 from consumer.core.events import EventType
 from consumer.kafka.broker import committed_positions
+from consumer.replay import add_replay_arguments, run_replay
 from consumer.sandbox import Sandbox
 from consumer.settings import Settings
 from tests.integration.test_end_to_end import encoded, event, remaining_ids, seed
