@@ -22,6 +22,7 @@ from consumer.core.guard import DlqGuard
 from consumer.core.offsets import OffsetTracker
 from consumer.core.retry import RetryPolicy
 from consumer.core.verification import VerifyPolicy
+from consumer.kafka.config import consumer_config, producer_config
 from consumer.kafka.dead_letter_sink import DeadLetterSink
 from consumer.kafka.lag import LagMonitor, lag_client_config
 from consumer.kafka.preflight import build_client, check_admin_role, check_topics
@@ -162,10 +163,10 @@ async def serve(
     decoder = Decoder(SchemaStore.from_directory(), schema_registry)
     # librdkafka's own log lines go through Python logging (JSON), not straight to stderr.
     kafka_log = {"logger": logging.getLogger("consumer.kafka")}
-    consumer = _kafka_client(Consumer, {**settings.consumer_config(), **kafka_log})
+    consumer = _kafka_client(Consumer, {**consumer_config(settings), **kafka_log})
     loop = asyncio.get_running_loop()
     producer = _kafka_client(
-        lambda config: AsyncProducer(config, loop), {**settings.producer_config(), **kafka_log}
+        lambda config: AsyncProducer(config, loop), {**producer_config(settings), **kafka_log}
     )
     try:
         await check_topics(settings, consumer.list_topics)
@@ -201,7 +202,7 @@ async def serve(
         on_ready(app, health)
     # The lag is read by a side client of its own, so the loop never waits on it.
     lag = LagMonitor(
-        _kafka_client(Consumer, lag_client_config({**settings.consumer_config(), **kafka_log})),
+        _kafka_client(Consumer, lag_client_config({**consumer_config(settings), **kafka_log})),
         app.assigned_partitions,
         metrics,
     )

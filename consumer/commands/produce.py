@@ -15,6 +15,7 @@ from consumer.avro.codec import READER_FILE, Encoder, SchemaStore, default_schem
 from consumer.avro.registry import SchemaRegistryClient
 from consumer.commands.jsonlines import parse_record
 from consumer.core.events import partition_key
+from consumer.kafka.config import producer_config
 from consumer.settings import Settings, SettingsError
 
 __all__ = ["produce_lines"]
@@ -46,7 +47,7 @@ def produce_lines(
         finally:
             registry.close()
 
-    producer = Producer(settings.producer_config())
+    producer = Producer(producer_config(settings))
     failures: list[str] = []
 
     def delivered(error: KafkaError | None, _message: object) -> None:

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 
 from consumer.core.events import EventType
 from consumer.kafka.broker import create_topics, free_port
+from consumer.kafka.config import consumer_config, producer_config
 from consumer.kafka.preflight import build_client
 from consumer.kafka.producer import AsyncProducer
 from consumer.sandbox import Sandbox
@@ -270,13 +271,13 @@ def test_librdkafka_refusals_name_the_variable_for_consumer_and_producer() -> No
     settings = Settings.from_sources({"MEM0_API_KEY": "k", "KAFKA_NO_SUCH_PROPERTY": "1"})
     message = 'KAFKA_NO_SUCH_PROPERTY: No such configuration property: "no.such.property"'
     with pytest.raises(SettingsError) as info:
-        build_client(Consumer, settings.consumer_config())
+        build_client(Consumer, consumer_config(settings))
     assert str(info.value) == message
     with pytest.raises(SettingsError) as info:
-        build_client(Producer, settings.producer_config())
+        build_client(Producer, producer_config(settings))
     assert str(info.value) == message
     with pytest.raises(SettingsError) as info:
-        build_client(lambda config: AsyncProducer(config, None), settings.producer_config())  # type: ignore[arg-type]
+        build_client(lambda config: AsyncProducer(config, None), producer_config(settings))  # type: ignore[arg-type]
     assert str(info.value) == message
 
 
@@ -304,7 +305,7 @@ def test_tls_properties_and_the_key_password_file_reach_both_clients(
 ) -> None:
     env = {"MEM0_API_KEY": "k", **tls_env(certificates, tmp_path / "key-password")}
     settings = Settings.from_sources(env)
-    for config in (settings.consumer_config(), settings.producer_config()):
+    for config in (consumer_config(settings), producer_config(settings)):
         assert config["security.protocol"] == "SSL"
         assert config["ssl.ca.location"] == str(certificates.ca)
         assert config["ssl.certificate.location"] == str(certificates.client_cert)
@@ -312,12 +313,12 @@ def test_tls_properties_and_the_key_password_file_reach_both_clients(
         assert config["ssl.key.password"] == certificates.client_key_password
     # librdkafka opens the encrypted key when the client is built: the password from the file
     # works, and a wrong one is a bad setting naming the key's variable.
-    build_client(Consumer, settings.consumer_config()).close()
-    build_client(Producer, settings.producer_config()).flush(0)
+    build_client(Consumer, consumer_config(settings)).close()
+    build_client(Producer, producer_config(settings)).flush(0)
     (tmp_path / "wrong").write_text("not-the-password")
     wrong = Settings.from_sources({**env, "KAFKA_SSL_KEY_PASSWORD_FILE": str(tmp_path / "wrong")})
     with pytest.raises(SettingsError) as info:
-        build_client(Consumer, wrong.consumer_config())
+        build_client(Consumer, consumer_config(wrong))
     assert info.value.name == "KAFKA_SSL_KEY_LOCATION"
     assert "ssl.key.location failed" in info.value.message
 
@@ -345,8 +346,8 @@ def test_sasl_oauthbearer_properties_reach_both_clients(tmp_path: Path) -> None:
 
         return factory
 
-    build_client(recording(Consumer), settings.consumer_config()).close()
-    build_client(recording(Producer), settings.producer_config()).flush(0)
+    build_client(recording(Consumer), consumer_config(settings)).close()
+    build_client(recording(Producer), producer_config(settings)).flush(0)
     for config in built:
         assert config["sasl.mechanism"] == "OAUTHBEARER"
         assert config["sasl.oauthbearer.method"] == "oidc"
@@ -358,7 +359,7 @@ def test_sasl_oauthbearer_properties_reach_both_clients(tmp_path: Path) -> None:
         {k: v for k, v in env.items() if k != "KAFKA_SASL_OAUTHBEARER_CLIENT_ID"}
     )
     with pytest.raises(SettingsError) as info:
-        build_client(Consumer, incomplete.consumer_config())
+        build_client(Consumer, consumer_config(incomplete))
     assert info.value.name == "KAFKA_SASL_OAUTHBEARER_CLIENT_ID"
 
 
@@ -416,7 +417,7 @@ def test_sasl_scram_properties_reach_a_broker_that_requires_them(tmp_path: Path)
             }
         )
         assert settings.kafka_properties["sasl.password"] == "scram-secret"
-        clients = ((Consumer, settings.consumer_config()), (Producer, settings.producer_config()))
+        clients = ((Consumer, consumer_config(settings)), (Producer, producer_config(settings)))
         for kind, config in clients:
             errors: list[str] = []
             client = build_client(kind, {**config, "error_cb": _collect_into(errors)})

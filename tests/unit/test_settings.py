@@ -1,14 +1,22 @@
-"""Settings: precedence, the librdkafka pass-through, secrets from files, one-line errors."""
+"""Settings: precedence, the librdkafka pass-through, secrets from files, one-line errors, and the
+one table every view of the settings (flags, `config`) is drawn from."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from consumer.settings import Secret, Settings, SettingsError, add_arguments, from_args
+from consumer.core.errors import ConsumerError
+from consumer.kafka.config import consumer_config, producer_config
+from consumer.settings import Secret, Settings, SettingsError, add_arguments, from_args, is_setting
+from consumer.settings.flags import plain_text
+from consumer.settings.options import OPTIONS
 
 KEY = {"MEM0_API_KEY": "m0-secret-key"}
 
@@ -216,7 +224,7 @@ def test_kafka_properties_are_read_only() -> None:
 
 def test_consumer_config() -> None:
     s = load({"KAFKA_SESSION_TIMEOUT_MS": "10000", "KAFKA_LINGER_MS": "50"})
-    assert s.consumer_config() == {
+    assert consumer_config(s) == {
         "bootstrap.servers": "localhost:9092",
         "group.id": "mem0-deletion-consumer",
         "enable.auto.commit": False,
@@ -226,12 +234,12 @@ def test_consumer_config() -> None:
         "fetch.queue.backoff.ms": 20,
         "session.timeout.ms": "10000",
     }
-    overridden = load(
-        {"KAFKA_AUTO_OFFSET_RESET": "latest", "KAFKA_FETCH_QUEUE_BACKOFF_MS": "1000"}
-    ).consumer_config()
+    overridden = consumer_config(
+        load({"KAFKA_AUTO_OFFSET_RESET": "latest", "KAFKA_FETCH_QUEUE_BACKOFF_MS": "1000"})
+    )
     assert overridden["auto.offset.reset"] == "latest"
     assert overridden["fetch.queue.backoff.ms"] == "1000"
-    kip848 = load({"KAFKA_GROUP_PROTOCOL": "consumer"}).consumer_config()
+    kip848 = consumer_config(load({"KAFKA_GROUP_PROTOCOL": "consumer"}))
     assert "partition.assignment.strategy" not in kip848
 
 
@@ -254,7 +262,7 @@ def test_producer_config_drops_consumer_only_properties() -> None:
         "KAFKA_SOCKET_KEEPALIVE_ENABLE": "true",
         "KAFKA_LINGER_MS": "20",
     }
-    assert load(env).producer_config() == {
+    assert producer_config(load(env)) == {
         "bootstrap.servers": "localhost:9092",
         "enable.idempotence": True,
         "acks": "all",
@@ -516,8 +524,57 @@ def test_errors_never_echo_secrets() -> None:
 
 def test_a_short_session_gets_a_heartbeat_a_third_as_long() -> None:
     assert (
-        load({"KAFKA_SESSION_TIMEOUT_MS": "3000"}).consumer_config()["heartbeat.interval.ms"]
-        == 1000
+        consumer_config(load({"KAFKA_SESSION_TIMEOUT_MS": "3000"}))["heartbeat.interval.ms"] == 1000
     )
     explicit = load({"KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "700"})
-    assert explicit.consumer_config()["heartbeat.interval.ms"] == "700"
+    assert consumer_config(explicit)["heartbeat.interval.ms"] == "700"
+
+
+# --- the one table ----------------------------------------------------------------------------
+
+
+def test_every_field_but_the_pass_through_is_one_option() -> None:
+    names = [f.name for f in dataclasses.fields(Settings)]
+    assert [opt.dest for opt in OPTIONS] == [n for n in names if n != "kafka_properties"]
+    variables = [opt.env for opt in OPTIONS] + [opt.file_env for opt in OPTIONS if opt.secret]
+    assert len(set(variables)) == len(variables)
+    assert all(is_setting(name) for name in variables)
+    assert len({opt.option_string for opt in OPTIONS}) == len(OPTIONS)
+    for opt in OPTIONS:
+        assert opt.help and "|" not in opt.help and "\n" not in opt.help, opt.env
+
+
+def test_describe_follows_the_table() -> None:
+    described = list(load().describe())
+    assert described == [opt.env for opt in OPTIONS]
+
+
+def test_help_is_the_table_text_without_markdown() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    receipts = next(opt for opt in OPTIONS if opt.env == "RECEIPTS_TOPIC")
+    assert plain_text(receipts.help) == "one receipt per finished event (empty: none)"
+    assert helps["receipts_topic"] == (
+        "one receipt per finished event (empty: none) "
+        "[env RECEIPTS_TOPIC, default memory.deletions.receipts]"
+    )
+    assert helps["mem0_api_key_file"] == "read MEM0_API_KEY from this file [env MEM0_API_KEY_FILE]"
+
+
+def test_settings_error_is_a_consumer_error() -> None:
+    assert issubclass(SettingsError, ConsumerError)
+
+
+def test_settings_and_the_kafka_config_import_in_any_order() -> None:
+    """kafka/preflight.py imports settings, settings uses kafka/config.py: no cycle either way."""
+    code = """
+import importlib, sys
+for first in ("consumer.kafka.config", "consumer.kafka.preflight", "consumer.settings.sources",
+              "consumer.settings.options", "consumer.settings.checks", "consumer.settings"):
+    for name in [m for m in sys.modules if m == "consumer" or m.startswith("consumer.")]:
+        del sys.modules[name]
+    importlib.import_module(first)
+    importlib.import_module("consumer.settings").Settings.from_sources({"MEM0_API_KEY": "k"})
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

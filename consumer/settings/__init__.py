@@ -1,0 +1,44 @@
+"""One frozen settings object, read from flags, an explicit environment mapping and a TOML file.
+
+Precedence is flag > environment > configuration file > default. Every bad value raises
+`SettingsError`, whose text is one line naming the environment variable (CONTRACT section 8: the
+CLI prints it, exit 2).
+
+Each setting is declared once, in the table that is the `Settings` dataclass
+(`options.py`): its variable, type, parser, default, secrecy and help. From it come the flags
+(`flags.py`), the TOML keys and the reading of every source (`sources.py`), `config`'s output
+(`Settings.describe()`) and README.md's table (`docs.readme_table()`, held to the README by a
+test). Text becomes a value in `parsers.py`; the rules that relate settings are in
+`checks.py`. librdkafka's side of the pass-through (the `KAFKA_<NAME>` convention, the clients'
+configurations) is `consumer/kafka/config.py`.
+
+librdkafka properties pass through the way Confluent's images do it: `KAFKA_<NAME>` becomes
+`<name>` lower-cased, `_` -> `.`, `__` -> `_`, `___` -> `-`; `KAFKA_<NAME>_FILE` reads the value
+from a file; `--kafka-property key=value` adds or overrides; the file may hold a `[kafka]`
+table. Secrets (`MEM0_API_KEY`, `LOG_HASH_KEY`, and any property named like a password, secret
+or key) are never rendered. `MEM0_API_KEY_FILE` and `LOG_HASH_KEY_FILE` read those secrets from
+files. The API key is never sent over plain `http://` to a host that is not loopback unless
+`MEM0_ALLOW_INSECURE_HTTP` says so.
+
+When `LOG_HASH_KEY` is empty, identifiers in logs are hashed with a random key made when this
+process starts, so their hashes are comparable within one process only.
+"""
+
+from __future__ import annotations
+
+from consumer.kafka.config import property_variable
+from consumer.settings.flags import add_arguments, from_args
+from consumer.settings.options import CONFIG_ENV, Secret, Settings, SettingsError
+from consumer.settings.sources import KAFKA_PROPERTY_FLAG, is_setting
+
+__all__ = [
+    "CONFIG_ENV",
+    "KAFKA_PROPERTY_FLAG",
+    "Secret",
+    "Settings",
+    "SettingsError",
+    "add_arguments",
+    "from_args",
+    "is_setting",
+    "property_variable",
+]
