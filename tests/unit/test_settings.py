@@ -1,5 +1,5 @@
 """Settings: precedence, the librdkafka pass-through, secrets from files, one-line errors, and the
-one table every view of the settings (flags, `config`) is drawn from."""
+one table every view of the settings (flags, `config`, README.md) is drawn from."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ import pytest
 from consumer.core.errors import ConsumerError
 from consumer.kafka.config import consumer_config, producer_config
 from consumer.settings import Secret, Settings, SettingsError, add_arguments, from_args, is_setting
+from consumer.settings.docs import readme_table
 from consumer.settings.flags import plain_text
 from consumer.settings.options import OPTIONS
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 KEY = {"MEM0_API_KEY": "m0-secret-key"}
 
@@ -547,6 +550,16 @@ def test_every_field_but_the_pass_through_is_one_option() -> None:
 def test_describe_follows_the_table() -> None:
     described = list(load().describe())
     assert described == [opt.env for opt in OPTIONS]
+
+
+def test_the_readme_table_is_the_table() -> None:
+    """README.md's table of settings is `readme_table()`: regenerate it when an option changes."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("| variable | default | meaning |\n")
+    end = text.index("\n\n", start) + 1
+    assert text[start:end] == readme_table(), (
+        "README.md's settings table is stale: paste `python -m consumer.settings.docs` over it"
+    )
 
 
 def test_help_is_the_table_text_without_markdown() -> None:
