@@ -21,6 +21,7 @@ from consumer.avro.framing import FramingError, frame_confluent, frame_single_ob
 from consumer.avro.registry import RegistryError
 from consumer.core.errors import ConsumerError
 from consumer.core.receipts import Receipt
+from consumer.core.retry import wait_out_delays
 
 __all__ = [
     "RECEIPT_FILE",
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 RECEIPT_FILE: Final = "deletion_receipt.avsc"
 RECEIPT_NAME: Final = "memory.deletion.DeletionReceipt"
-
-_REGISTRY_RETRY_CAP_S = 30.0
 
 
 class SchemaRegistrar(Protocol):
@@ -97,7 +96,7 @@ class ReceiptEncoder:
         """The schema id, registering the schema first; a registry that fails is waited out
         (the receipt, and so the offset, waits with it)."""
         async with self._lock:
-            delay = 0.5
+            delays = wait_out_delays()
             while self._schema_id is None:
                 registry = self._registry
                 assert registry is not None
@@ -107,11 +106,11 @@ class ReceiptEncoder:
                     )
                 except RegistryError as exc:
                     level = logging.WARNING if exc.retriable else logging.ERROR
+                    delay = next(delays)
                     log.log(
                         level, "receipt schema not registered, retrying in %.1fs: %s", delay, exc
                     )
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, _REGISTRY_RETRY_CAP_S)
             return self._schema_id
 
 

@@ -9,11 +9,20 @@ is deterministic under test.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
 
-__all__ = ["RetryPolicy", "Verdict", "classify", "parse_retry_after"]
+__all__ = [
+    "WAIT_OUT_CAP_S",
+    "WAIT_OUT_FIRST_S",
+    "RetryPolicy",
+    "Verdict",
+    "classify",
+    "parse_retry_after",
+    "wait_out_delays",
+]
 
 
 class Verdict(Enum):
@@ -83,3 +92,20 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - now)
+
+
+# What must be waited out rather than given up on (a broker that does not take a dead letter or
+# a receipt, a schema registry that does not answer): the first wait, and the longest. Doubling
+# from one to the other reaches a service back within a second or two, and asks a long outage
+# twice a minute.
+WAIT_OUT_FIRST_S = 0.5
+WAIT_OUT_CAP_S = 30.0
+
+
+def wait_out_delays() -> Iterator[float]:
+    """The waits between attempts at something that must be waited out: 0.5 s, doubling, then
+    30 s for ever (no jitter: these are one process's own retries of one thing at a time)."""
+    delay = WAIT_OUT_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, WAIT_OUT_CAP_S)

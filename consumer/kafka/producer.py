@@ -17,29 +17,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from consumer.core.errors import ConsumerError
+from consumer.core.retry import wait_out_delays
 
 __all__ = [
-    "REDELIVERY_CAP_S",
-    "REDELIVERY_FIRST_S",
     "AsyncProducer",
     "DeliveryError",
     "Sender",
     "produce_until_delivered",
-    "redelivery_delays",
 ]
 
 Headers = Sequence[tuple[str, bytes | None]]
-
-# The first wait after a refused write, and the longest: doubling from one to the other reaches
-# a broker back within a second or two, and polls a long outage twice a minute.
-REDELIVERY_FIRST_S = 0.5
-REDELIVERY_CAP_S = 30.0
 
 
 class DeliveryError(ConsumerError):
@@ -102,14 +95,6 @@ class Sender(Protocol):
     ) -> None: ...
 
 
-def redelivery_delays() -> Iterator[float]:
-    """The waits between attempts: 0.5 s, doubling, then 30 s for ever."""
-    delay = REDELIVERY_FIRST_S
-    while True:
-        yield delay
-        delay = min(delay * 2, REDELIVERY_CAP_S)
-
-
 async def produce_until_delivered(
     producer: Sender,
     topic: str,
@@ -127,7 +112,7 @@ async def produce_until_delivered(
     in 0.5s: ..."), logged at ERROR on `log`, the caller's logger, so the line says whose
     write it was. Anything but a `DeliveryError` propagates.
     """
-    delays = redelivery_delays()
+    delays = wait_out_delays()
     while True:
         try:
             await producer.send(topic, key=key, value=value, headers=headers)

@@ -32,9 +32,9 @@ from consumer.core.receipts import (
     duplicate,
     operation_report,
 )
+from consumer.core.retry import wait_out_delays
 from consumer.core.validation import Rejection
 from consumer.kafka.dead_letter_sink import DeadLetterSink
-from consumer.kafka.producer import redelivery_delays
 from consumer.kafka.receipt_sink import ReceiptSink
 from consumer.pipeline.executor import Executor
 from consumer.pipeline.in_flight import InFlight, Record
@@ -132,7 +132,7 @@ class Flush:
     async def _decode_patiently(self, value: bytes | None, error: RegistryError) -> DeletionEvent:
         """Decode after `error`, waiting out a registry that cannot be reached or refuses our
         credentials: neither is a reason to dead-letter a good event."""
-        for delay in redelivery_delays():
+        for delay in wait_out_delays():
             level = logging.WARNING if error.retriable else logging.ERROR
             log.log(level, "schema registry failed, retrying in %.1fs: %s", delay, error)
             await asyncio.sleep(delay)
@@ -140,7 +140,7 @@ class Flush:
                 return self._parts.decoder.decode(value)
             except RegistryError as exc:
                 error = exc
-        raise AssertionError("redelivery_delays never ends")
+        raise AssertionError("wait_out_delays never ends")
 
     async def _carry_out(self, operation: Operation) -> None:
         self._metrics.in_flight_operations.inc()

@@ -192,3 +192,11 @@ def test_any_text_parses_to_none_or_a_non_negative_delay(value: str) -> None:
 @given(st.integers(0, 10**9))
 def test_any_delta_seconds_round_trips(seconds: int) -> None:
     assert parse_retry_after(str(seconds), NOW) == float(seconds)
+
+
+def test_what_must_be_waited_out_doubles_from_half_a_second_to_thirty() -> None:
+    from itertools import islice
+
+    from consumer.core.retry import wait_out_delays
+
+    assert list(islice(wait_out_delays(), 9)) == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
