@@ -69,25 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     add_receipts_arguments(receipts)
 
     sandbox = commands.add_parser("sandbox", help="run the Mem0-compatible sandbox server")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--api-key", default=os.environ.get("SANDBOX_API_KEY", "sandbox-key"))
-    sandbox.add_argument("--latency-ms", type=float, default=0.0)
-    sandbox.add_argument("--error-rate", type=float, default=0.0)
-    sandbox.add_argument("--rate-limit-rate", type=float, default=0.0)
-    sandbox.add_argument("--job-delay-ms", type=float, default=0.0)
-    sandbox.add_argument("--job-fail-rate", type=float, default=0.0)
-    sandbox.add_argument(
-        "--user-key",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help="a self-hosted key without the admin role (repeatable)",
-    )
+    # Its arguments are the sandbox's own (consumer/sandbox/cli.py): `main` hands them over.
+    sandbox.add_argument("arguments", nargs="*", help="see deletion-consumer sandbox --help")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sandbox"]:
+        # One command line for the sandbox, shared with `python -m consumer.sandbox`; imported
+        # only when asked for, as the server's modules take a tenth of a second to load.
+        from consumer.sandbox import cli as sandbox_cli
+
+        return sandbox_cli.main(argv[1:], prog="deletion-consumer sandbox")
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
@@ -128,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from consumer.commands.demo import run_demo
 
             return run_demo(partitions=args.partitions)
-        return _sandbox(args)
+        raise AssertionError(f"unhandled command {args.command}")
     except SettingsError as exc:
         print(f"deletion-consumer: bad setting {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
@@ -173,20 +167,6 @@ def _tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
-
-
-def _sandbox(args: argparse.Namespace) -> int:
-    from consumer.sandbox import Faults, main_sandbox
-
-    faults = Faults(
-        latency_ms=args.latency_ms,
-        error_rate=args.error_rate,
-        rate_limit_rate=args.rate_limit_rate,
-        job_delay_ms=args.job_delay_ms,
-        job_fail_rate=args.job_fail_rate,
-    )
-    main_sandbox(args.host, args.port, args.api_key, faults, user_api_keys=args.user_key)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """`python -m consumer.sandbox`: the sandbox's command line (`cli.py`)."""
 
+import sys
+
 from consumer.sandbox.cli import main
 
-main()
+sys.exit(main())

@@ -69,8 +69,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m consumer.sandbox", description=__doc__)
+def main(argv: list[str] | None = None, *, prog: str = "python -m consumer.sandbox") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     add_arguments(parser)
-    run(parser, parser.parse_args(argv))
+    return run(parser, parser.parse_args(argv))
 
