@@ -7,7 +7,7 @@
  * (a varint wider than 9 bytes, a negative length or block count, a length past the end, bad
  * UTF-8, a boolean byte other than 0 or 1, trailing bytes, an unknown branch) returns None and
  * the codec takes fastavro's path, which decides and words the error.
- * tests/unit/test_event_reader.py holds it to the general path on valid events, on arbitrary
+ * tests/unit/avro/test_event_reader.py holds it to the general path on valid events, on arbitrary
  * bytes and on mutated encodings.
  *
  * scan(data: bytes, start: int, linked: bool) -> tuple | None, a 10-tuple, where `linked` says

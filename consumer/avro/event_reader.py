@@ -10,7 +10,7 @@ It is a shortcut, never a judge. `read_event` returns None for anything it is no
 (an unfamiliar varint width, a negative block count, a length past the end, bad UTF-8, a boolean
 byte other than 0 or 1, trailing bytes...) and the codec then takes the general path, which
 decides and words the error. So the only promise to keep is: when this returns an event, it is
-the event the general path would build. tests/unit/test_event_reader.py checks exactly that on
+the event the general path would build. tests/unit/avro/test_event_reader.py checks exactly that on
 arbitrary bytes and on arbitrary valid events.
 
 It applies only to a reader whose Parsing Canonical Form is `CANONICAL` (version 2), and to

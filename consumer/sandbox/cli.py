@@ -73,4 +73,3 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m consumer.sandb
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     add_arguments(parser)
     return run(parser, parser.parse_args(argv))
-

@@ -1,7 +1,7 @@
 """README.md's table of settings, rendered from the table in `options.py`.
 
 Each option's help is Markdown, written once: README.md shows it as it is, `--help` without the
-markup (`flags.plain_text`). tests/unit/test_settings.py holds README.md's table to
+markup (`flags.plain_text`). tests/unit/settings/test_settings.py holds README.md's table to
 `readme_table()`: after changing an option, paste `python -m consumer.settings.docs` over it.
 Nothing at run time imports this module.
 """

@@ -80,9 +80,9 @@ def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
     """`histogram.observe(max(0, v))` for each value, in one update per bucket.
 
     A flush settles thousands of events at once, and each `observe` takes two locks. This
-    counts per bucket first, through prometheus_client's internals (`_upper_bounds`, `_buckets`,
-    `_sum`: unchanged for years, and tests/unit/test_metrics.py compares the exposition with
-    plain `observe`); without them it falls back to `observe`.
+    counts per bucket first, through prometheus_client's internals (`_upper_bounds`,
+    `_buckets`, `_sum`: unchanged for years, and tests/unit/telemetry/test_metrics.py compares
+    the exposition with plain `observe`); without them it falls back to `observe`.
     """
     bounds = getattr(histogram, "_upper_bounds", None)
     buckets = getattr(histogram, "_buckets", None)

@@ -22,7 +22,7 @@ from consumer.core.replay_rules import (
     parse_when,
     replay_headers,
 )
-from tests.unit.test_purity import _closure, _is_forbidden, imported_modules
+from tests.unit.core.test_purity import _closure, _is_forbidden, imported_modules
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 FAILED_AT = datetime(2025, 3, 1, 11, 0, tzinfo=UTC).timestamp()

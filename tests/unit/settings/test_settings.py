@@ -19,7 +19,7 @@ from consumer.settings.docs import readme_table
 from consumer.settings.flags import plain_text
 from consumer.settings.options import OPTIONS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 KEY = {"MEM0_API_KEY": "m0-secret-key"}
 

@@ -367,7 +367,7 @@ def test_a_version_1_memories_deleted_reads_include_linked_as_false(scan: Any) -
 @pytest.mark.parametrize("byte", [2, 3, 0x80, 0xFF])
 def test_a_boolean_byte_neither_0_nor_1_steps_aside(scan: Any, byte: int) -> None:
     # fastavro reads any byte but 0 as true (Java's Avro reads only 1 so): not the shortcut's
-    # call to make. The general path refuses it (tests/unit/test_schema_v2.py).
+    # call to make. The general path refuses it (tests/unit/avro/test_schema_v2.py).
     body = MEMORIES_HEAD + b"\x02\x02m\x00\x00" + bytes([byte])
     assert scan(body[:-1] + b"\x01", 0, True) is not None
     assert scan(body, 0, True) is None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Every module of consumer/core/ is pure: the folder is the list.
 PURE = tuple(
     f"consumer.core.{path.stem}"

@@ -40,7 +40,7 @@ from consumer.core.receipts import (
     operation_report,
 )
 from consumer.core.timestamps import iso_millis
-from tests.unit.test_purity import _closure, _is_forbidden, imported_modules
+from tests.unit.core.test_purity import _closure, _is_forbidden, imported_modules
 
 T0 = 1_700_000_000_000
 HERE = Position("memory.deletions", 2, 41)
