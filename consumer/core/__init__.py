@@ -1,3 +1,5 @@
-"""The pure logic: events and scopes, the planner, offsets, retry timing, pacing, the DLQ guard,
-verification rules, receipts, dead-letter headers and replay rules. No I/O, no clock, no
-randomness of its own; nothing here imports outside this folder (tests/unit/core/test_purity.py)."""
+"""The pure logic: no I/O, no clock and no randomness of its own (they are passed in).
+
+This folder is the one list of the pure modules: nothing here imports outside it, and
+tests/unit/core/test_purity.py walks it to hold every module to that.
+"""

@@ -1,4 +1,4 @@
-"""PURE: what a Mem0 backend can do, as far as planning and calling it are concerned.
+"""What a Mem0 backend can do, as far as planning and calling it are concerned.
 
 Both sides read these: the planner decides from them which operations a flush becomes, and each
 Mem0 client declares its backend's with them (and may narrow them: ERASE_USER_ENTITY=false).

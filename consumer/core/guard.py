@@ -1,4 +1,4 @@
-"""PURE: the dead-letter guard, in the spirit of arroyo's DlqLimit.
+"""The dead-letter guard, in the spirit of arroyo's DlqLimit.
 
 A bad deploy or a wrong schema turns every event into a dead letter; writing them all would
 empty the input topic into the DLQ and commit past it. The guard watches the share of dead

@@ -1,4 +1,4 @@
-"""PURE: one flush's bookkeeping, event by event, while its operations finish in any order.
+"""One flush's bookkeeping, event by event, while its operations finish in any order.
 
 An event (a `Ref`, its index in the flush) may be served by several operations: a user erasure
 by its `delete_all` and its entity delete, ids by the batches they fall in. It is finished when

@@ -1,4 +1,4 @@
-"""PURE: is every memory id of a list safe to send? Checked for a whole flush at once.
+"""Is every memory id of a list safe to send? Checked for a whole flush at once.
 
 Mem0 memory ids are UUIDs, and the Platform answers 400 for anything else; only the canonical
 8-4-4-4-12 form is accepted, so what we send is what the API documents. Where ids are not

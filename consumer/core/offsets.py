@@ -1,4 +1,4 @@
-"""PURE: which offsets may be committed, given work that finishes out of order.
+"""Which offsets may be committed, given work that finishes out of order.
 
 Per partition, offsets are added in the order they are consumed and marked done in any order.
 The committable position is the first offset not yet done (or one past the last offset seen):

@@ -1,4 +1,4 @@
-"""PURE: what carrying out one planned operation came to, as the executor reports it.
+"""What carrying out one planned operation came to, as the executor reports it.
 
 Kept apart from the executor so that the per-flush ledger (`ledger.py`), which only reads
 these, stays in the pure core.

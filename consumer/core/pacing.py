@@ -1,4 +1,4 @@
-"""PURE: a client-side request rate that adapts to 429s (additive increase, multiplicative
+"""A client-side request rate that adapts to 429s (additive increase, multiplicative
 decrease, as TCP does with its window).
 
 Unlimited until the server throttles a real share of the requests (more than `max_share` of

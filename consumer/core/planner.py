@@ -1,4 +1,4 @@
-"""PURE: the events of one flush -> the fewest Mem0 operations that delete exactly what they ask.
+"""The events of one flush -> the fewest Mem0 operations that delete exactly what they ask.
 
 The planner never widens a scope: it drops a request only when another request of the same flush
 already covers it, merges memory ids into batches, and refuses (with a reason) anything that

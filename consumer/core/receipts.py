@@ -1,4 +1,4 @@
-"""PURE: the receipt of a finished event, as the Avro record of `schemas/deletion_receipt.avsc`.
+"""The receipt of a finished event, as the Avro record of `schemas/deletion_receipt.avsc`.
 
 A receipt proves that an erasure was carried out (or why not) without holding the personal data
 it erased: operations are described by the names of the identifiers they filtered by

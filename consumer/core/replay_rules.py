@@ -1,4 +1,4 @@
-"""PURE: what `replay` does with one dead letter, and how it rewrites it.
+"""What `replay` does with one dead letter, and how it rewrites it.
 
 A dead letter's headers are the original record's headers, unchanged and first, then the `dlq.*`
 headers of the failure (CONTRACT section 6). Replaying it republishes the original headers

@@ -1,4 +1,4 @@
-"""PURE: what an HTTP outcome means, and how long to wait before trying again.
+"""What an HTTP outcome means, and how long to wait before trying again.
 
 Classification follows CONTRACT section 4: a 404 on a delete means the memory is already gone;
 408, 429, 5xx and transport failures are transient; 401 and 403 halt every call; any other 4xx

@@ -1,4 +1,4 @@
-"""PURE: the one way times are written out and the one way a decoded timestamp becomes millis.
+"""The one way times are written out and the one way a decoded timestamp becomes millis.
 
 Every time the consumer shows (a receipt's `*_iso`, the `dlq.failed_at` header, a log line's
 `ts`) is RFC 3339 in UTC with milliseconds and a `Z`, as CONTRACT sections 6 and 9 ask; writing

@@ -1,4 +1,4 @@
-"""PURE: which deletion events must not be carried out, and why (their dead-letter reason).
+"""Which deletion events must not be carried out, and why (their dead-letter reason).
 
 An event is refused when it could delete more than it names (no identifier, a blank one for its
 type, a wildcard), when its memory ids cannot be Mem0's, or when the backend cannot filter the

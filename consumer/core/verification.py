@@ -1,4 +1,4 @@
-"""PURE: how a delete is checked afterwards (`VERIFY_DELETES`), and what a check concluded.
+"""How a delete is checked afterwards (`VERIFY_DELETES`), and what a check concluded.
 
 Mem0's own deletion flow ends with "confirm the response, then re-run search to ensure the
 memory is gone". The executor does that per operation: a Platform filter delete is followed by
