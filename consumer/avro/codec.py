@@ -1,6 +1,6 @@
 """Bytes to DeletionEvent and back: both wire framings, Avro schema resolution, DecodeError.
 
-Wire formats (CONTRACT section 3; framing.py has them)::
+Wire formats (README "Publishing events"; framing.py has them)::
 
     0x00 | schema id, 4 bytes big-endian | Avro body          writer schema from the registry
     0xC3 0x01 | fingerprint, 8 bytes LE | Avro body           writer schema from schemas/

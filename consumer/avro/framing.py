@@ -1,4 +1,5 @@
-"""The two wire framings of an Avro body (CONTRACT section 3), for events and receipts alike.
+"""The two wire framings of an Avro body, for events and receipts alike (README: Publishing
+events).
 
     0x00 | schema id, 4 bytes big-endian | Avro body          Confluent: the writer is in the
                                                              schema registry under that id

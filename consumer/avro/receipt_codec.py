@@ -1,4 +1,4 @@
-"""Receipts to bytes and back, in the input's encodings (CONTRACT section 3).
+"""Receipts to bytes and back, in the input's encodings (README "Publishing events").
 
 With a schema registry (`SCHEMA_REGISTRY_URL`) a receipt is Confluent-framed, its schema
 registered once under `<receipts topic>-value`; without one it is Avro single-object encoded, its

@@ -72,7 +72,8 @@ def headers_of(message: object) -> Headers:
 
 
 def dead_letter_headers(original: Headers, letter: DeadLetter, failed_at: float) -> Headers:
-    """The original headers, unchanged and first, then the `dlq.*` headers of CONTRACT §6."""
+    """The original headers, unchanged and first, then the `dlq.*` headers (README: Dead
+    letters)."""
     added = {
         "dlq.reason": letter.reason,
         "dlq.error": one_line(letter.error),

@@ -254,7 +254,8 @@ def event_to_record(event: DeletionEvent) -> dict[str, Any]:
 
 
 def partition_key(record: Mapping[str, Any]) -> bytes | None:
-    """The input topic's key (CONTRACT §1): the user id, else the run id, as UTF-8; else null.
+    """The input topic's key (README: Publishing events): the user id, else the run id, as
+    UTF-8; else null.
 
     One subject's events then share a partition, so they are carried out in order.
     """

@@ -1,7 +1,7 @@
 """What `replay` does with one dead letter, and how it rewrites it.
 
 A dead letter's headers are the original record's headers, unchanged and first, then the `dlq.*`
-headers of the failure (CONTRACT section 6). Replaying it republishes the original headers
+headers of the failure (README "Dead letters"). Replaying it republishes the original headers
 byte for byte, in order, without any `dlq.*` header, plus `dlq.replay.count`: one more than the
 count the original headers already carried (a record replayed, failed again and dead-lettered
 again keeps its replay count among its original headers). The loop guard refuses a record whose

@@ -1,10 +1,10 @@
 """What an HTTP outcome means, and how long to wait before trying again.
 
-Classification follows CONTRACT section 4: a 404 on a delete means the memory is already gone;
-408, 429, 5xx and transport failures are transient; 401 and 403 halt every call; any other 4xx
-rejects that request. Timing is exponential backoff with full jitter, capped, and `Retry-After`
-is honoured up to its own cap. The caller passes the random draw and the clock, so this module
-is deterministic under test.
+Classification follows the README (What happens when things go wrong): a 404 on a delete means the
+memory is already gone; 408, 429, 5xx and transport failures are transient; 401 and 403 halt every
+call; any other 4xx rejects that request. Timing is exponential backoff with full jitter, capped,
+and `Retry-After` is honoured up to its own cap. The caller passes the random draw and the clock, so
+this module is deterministic under test.
 """
 
 from __future__ import annotations

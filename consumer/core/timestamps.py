@@ -1,10 +1,10 @@
 """The one way times are written out and the one way a decoded timestamp becomes millis.
 
-Every time the consumer shows (a receipt's `*_iso`, the `dlq.failed_at` header, a log line's
-`ts`) is RFC 3339 in UTC with milliseconds and a `Z`, as CONTRACT sections 6 and 9 ask; writing
-that format in one place keeps the three from drifting apart (a `+00:00` here, microseconds
-there). Avro's `timestamp-millis` arrives as an int, or as a datetime when fastavro applies the
-logical type: `to_millis` takes either.
+Every time the consumer shows (a receipt's `*_iso`, the `dlq.failed_at` header, a log line's `ts`)
+is RFC 3339 in UTC with milliseconds and a `Z`, as the README (Dead letters, Logs) asks; writing
+that format in one place keeps the three from drifting apart (a `+00:00` here, microseconds there).
+Avro's `timestamp-millis` arrives as an int, or as a datetime when fastavro applies the logical
+type: `to_millis` takes either.
 
 No clock: the moment is always an argument.
 """

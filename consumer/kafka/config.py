@@ -1,49 +1,19 @@
-"""librdkafka configuration: the pass-through naming convention and the clients' configurations.
+"""librdkafka configuration of the clients, from settings.
 
 Settings hold librdkafka properties as they were given (`Settings.kafka_properties`, by
-property name; which ones may be given is settings' business, `settings/sources.py`); this module
-knows librdkafka's side of them:
-
-- the naming convention of Confluent's images, both ways: `KAFKA_<NAME>` is `<name>` lower-cased
-  with `_` -> `.`, `__` -> `_`, `___` -> `-` (`KAFKA_SESSION_TIMEOUT_MS` is `session.timeout.ms`,
-  `KAFKA_LOG__LEVEL` is `log_level`), and `property_variable` the inverse, which names the
-  variable in librdkafka's complaints (`kafka/preflight.py`);
-- which properties are secrets (`is_secret_property`: `config` and `repr` mask them);
-- `consumer_config` and `producer_config`: our choices first, the pass-through over them, each
-  client without the other kind's properties (librdkafka warns at every start otherwise).
-
-It imports nothing of `consumer.settings` at run time (only its type), so settings may use the
-convention at import while `kafka/preflight.py` imports settings: no cycle.
+property name; how they are named and which ones may be given is settings' business,
+`settings/kafka_properties.py` and `settings/sources.py`). This module renders them:
+`consumer_config` and `producer_config`, our choices first, the pass-through over them, each
+client without the other kind's properties (librdkafka warns at every start otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from consumer.settings import Settings
+from consumer.settings import Settings
 
-__all__ = [
-    "consumer_config",
-    "consumer_only",
-    "is_passed_through",
-    "is_secret_property",
-    "producer_config",
-    "property_name",
-    "property_variable",
-]
-
-# KAFKA_* variables that are not librdkafka properties: Kubernetes service links (a Service
-# named "kafka" injects KAFKA_PORT, KAFKA_SERVICE_HOST, ...) and the JVM tools' variables.
-_NOT_PROPERTIES = re.compile(
-    r"KAFKA_(PORT|SERVICE_HOST|SERVICE_PORT)(_.*)?"
-    r"|KAFKA_(HOME|VERSION|OPTS|HEAP_OPTS|JVM_PERFORMANCE_OPTS|LOG4J_OPTS|JMX_OPTS|GC_LOG_OPTS)"
-)
-_SECRET_PROPERTY = re.compile(
-    r"password|passphrase|secret|key|token|credential|oauthbearer\.config"
-)
+__all__ = ["CONSUMER_ONLY", "PRODUCER_ONLY", "consumer_config", "consumer_only", "producer_config"]
 
 # From librdkafka's CONFIGURATION.md (the C/P column): setting a property on the wrong kind of
 # client only earns a warning, but a noisy one at every start.
@@ -68,39 +38,6 @@ CONSUMER_ONLY = frozenset(
     auto.offset.reset consume.callback.max.messages
     """.split()  # noqa: SIM905 (a word list reads better than 50 quoted lines)
 )  # and every fetch.* property
-
-
-# --- the naming convention ------------------------------------------------------------------
-
-
-def property_name(suffix: str) -> str:
-    """The property of `KAFKA_<suffix>`: `___` is `-`, `__` is `_`, `_` is `.`; lower case."""
-    return (
-        suffix.replace("___", "\0")
-        .replace("__", "\1")
-        .replace("_", ".")
-        .replace("\0", "-")
-        .replace("\1", "_")
-        .lower()
-    )
-
-
-def property_variable(prop: str) -> str:
-    """The `KAFKA_*` variable that sets a librdkafka property (the inverse of the convention)."""
-    return "KAFKA_" + prop.replace("_", "__").replace("-", "___").replace(".", "_").upper()
-
-
-def is_passed_through(name: str) -> bool:
-    """Whether a `KAFKA_*` variable is taken for a property (service links and JVM ones are not)."""
-    return name.startswith("KAFKA_") and not _NOT_PROPERTIES.fullmatch(name)
-
-
-# --- secrets ----------------------------------------------------------------------------------
-
-
-def is_secret_property(prop: str) -> bool:
-    """Named like a password, secret, key or token: never rendered."""
-    return _SECRET_PROPERTY.search(prop) is not None
 
 
 # --- the clients' configurations --------------------------------------------------------------

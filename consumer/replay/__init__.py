@@ -1,4 +1,4 @@
-"""`deletion-consumer replay`: dead letters back to the input topic (CONTRACT section 7).
+"""`deletion-consumer replay`: dead letters back to the input topic (README "Replay").
 
 One job per module:
 

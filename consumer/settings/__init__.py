@@ -1,16 +1,16 @@
 """One frozen settings object, read from flags, an explicit environment mapping and a TOML file.
 
 Precedence is flag > environment > configuration file > default. Every bad value raises
-`SettingsError`, whose text is one line naming the environment variable (CONTRACT section 8: the
-CLI prints it, exit 2).
+`SettingsError`, whose text is one line naming the environment variable (the CLI prints it and
+exits 2).
 
 Each setting is declared once, in the table that is the `Settings` dataclass
 (`options.py`): its variable, type, parser, default, secrecy and help. From it come the flags
 (`flags.py`), the TOML keys and the reading of every source (`sources.py`), `config`'s output
 (`Settings.describe()`) and README.md's table (`docs.readme_table()`, held to the README by a
 test). Text becomes a value in `parsers.py`; the rules that relate settings are in
-`checks.py`. librdkafka's side of the pass-through (the `KAFKA_<NAME>` convention, the clients'
-configurations) is `consumer/kafka/config.py`.
+`checks.py`; the `KAFKA_<NAME>` naming of librdkafka properties in `kafka_properties.py`.
+Rendering the clients' configurations from settings is `consumer/kafka/config.py`'s.
 
 librdkafka properties pass through the way Confluent's images do it: `KAFKA_<NAME>` becomes
 `<name>` lower-cased, `_` -> `.`, `__` -> `_`, `___` -> `-`; `KAFKA_<NAME>_FILE` reads the value
@@ -35,8 +35,8 @@ the `[kafka]` table and TOML keys named after the variables would each be a cust
 
 from __future__ import annotations
 
-from consumer.kafka.config import property_variable
 from consumer.settings.flags import add_arguments, from_args
+from consumer.settings.kafka_properties import property_variable
 from consumer.settings.options import CONFIG_ENV, Secret, Settings, SettingsError
 from consumer.settings.sources import KAFKA_PROPERTY_FLAG, is_setting
 

@@ -24,8 +24,8 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from consumer.core.errors import ConsumerError
-from consumer.kafka.config import is_secret_property
 from consumer.settings import parsers as p
+from consumer.settings.kafka_properties import is_secret_property
 from consumer.settings.parsers import MASK, Backend, redact_url
 
 __all__ = [

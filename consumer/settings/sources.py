@@ -29,8 +29,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from consumer.kafka.config import is_passed_through, property_name
 from consumer.settings import checks
+from consumer.settings.kafka_properties import is_passed_through, property_name
 from consumer.settings.options import (
     BY_ENV,
     CONFIG_ENV,

@@ -1,4 +1,5 @@
-"""The HTTP endpoint of CONTRACT section 9: /metrics, /healthz and /readyz, on a daemon thread.
+"""The HTTP endpoint (README: Health and metrics): /metrics, /healthz and /readyz, on a daemon
+thread.
 
 Each response is written in one piece and the connection closed (HTTP/1.0), so a scrape never
 waits on a delayed ACK and no connection outlives `stop()`.

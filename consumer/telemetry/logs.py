@@ -1,6 +1,6 @@
 """Structured logs: one JSON object (or one text line) per record; identifiers as keyed hashes.
 
-User, agent, run and memory ids are personal data (CONTRACT section 9): the app passes them
+User, agent, run and memory ids are personal data (README "Health and metrics"): the app passes them
 through an `IdHasher` before logging, so by default a log line shows `h:` and 16 hex digits,
 stable for one key, and never the id itself.
 """

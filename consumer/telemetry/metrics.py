@@ -1,4 +1,5 @@
-"""Every metric of CONTRACT section 9, on an injected registry, label values created at start.
+"""Every metric of the README's Health and metrics, on an injected registry, label values
+created at start.
 
 Labels are bounded by construction: event types, outcomes, Mem0 operations, DLQ reasons, retry
 reasons, HTTP status codes, topics and partitions. No user, agent, run or memory id is ever a
@@ -53,7 +54,7 @@ OPERATIONS = (
 # Why the downstream is halted (the AuthError causes of consumer.mem0.client):
 # `downstream_halted{cause}`.
 HALT_CAUSES = ("auth_refused", "admin_role_required")
-# The reasons of CONTRACT section 6, defined once with the dead-letter headers.
+# The reasons of README "Dead letters", defined once with the dead-letter headers.
 # Why a call was tried again; `retry_reason` maps a status onto these.
 RETRY_REASONS = ("transport", "timeout", "rate_limited", "server_error", "job_failed", "other")
 # The statuses created at start; others (404, 429, 5xx...) appear when first seen.

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.kafka.config import property_variable
 from consumer.kafka.preflight import check_topics, missing_topics
 from consumer.settings import Settings, SettingsError, is_setting
+from consumer.settings.kafka_properties import property_variable
 
 CONFIG = "/etc/deletion-consumer.toml"
 

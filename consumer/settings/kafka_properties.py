@@ -1,0 +1,51 @@
+"""How librdkafka properties are named in settings: the convention of Confluent's images.
+
+`KAFKA_<NAME>` is `<name>` lower-cased with `_` -> `.`, `__` -> `_`, `___` -> `-`
+(`KAFKA_SESSION_TIMEOUT_MS` is `session.timeout.ms`, `KAFKA_LOG__LEVEL` is `log_level`), and
+`property_variable` the inverse, which names the variable in librdkafka's complaints
+(`kafka/preflight.py`). Which properties are secrets (`is_secret_property`: `config` and `repr`
+mask them) is here too. Rendering the clients' configurations is `kafka/config.py`'s.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["is_passed_through", "is_secret_property", "property_name", "property_variable"]
+
+# KAFKA_* variables that are not librdkafka properties: Kubernetes service links (a Service
+# named "kafka" injects KAFKA_PORT, KAFKA_SERVICE_HOST, ...) and the JVM tools' variables.
+_NOT_PROPERTIES = re.compile(
+    r"KAFKA_(PORT|SERVICE_HOST|SERVICE_PORT)(_.*)?"
+    r"|KAFKA_(HOME|VERSION|OPTS|HEAP_OPTS|JVM_PERFORMANCE_OPTS|LOG4J_OPTS|JMX_OPTS|GC_LOG_OPTS)"
+)
+_SECRET_PROPERTY = re.compile(
+    r"password|passphrase|secret|key|token|credential|oauthbearer\.config"
+)
+
+
+def property_name(suffix: str) -> str:
+    """The property of `KAFKA_<suffix>`: `___` is `-`, `__` is `_`, `_` is `.`; lower case."""
+    return (
+        suffix.replace("___", "\0")
+        .replace("__", "\1")
+        .replace("_", ".")
+        .replace("\0", "-")
+        .replace("\1", "_")
+        .lower()
+    )
+
+
+def property_variable(prop: str) -> str:
+    """The `KAFKA_*` variable that sets a librdkafka property (the inverse of the convention)."""
+    return "KAFKA_" + prop.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+
+
+def is_passed_through(name: str) -> bool:
+    """Whether a `KAFKA_*` variable is taken for a property (service links and JVM ones are not)."""
+    return name.startswith("KAFKA_") and not _NOT_PROPERTIES.fullmatch(name)
+
+
+def is_secret_property(prop: str) -> bool:
+    """Named like a password, secret, key or token: never rendered."""
+    return _SECRET_PROPERTY.search(prop) is not None
