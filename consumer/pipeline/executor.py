@@ -170,7 +170,11 @@ class Executor:
         checked = await redelete_until_gone(
             await left(), left, _ignoring(delete), max_rounds=self._verify.max_rounds
         )
-        self._conclude(checked, tally, "memories still match the scope", "delete_all")
+        self._conclude(
+            checked,
+            tally,
+            "memories still match the scope after its delete job SUCCEEDED and {} more delete_all",
+        )
 
     async def _delete_entity(self, operation: DeleteEntity, tally: Tally) -> None:
         """An erased user's entity record: a Platform job like a delete_all, then read back."""
@@ -204,17 +208,23 @@ class Executor:
             checked = await redelete_until_gone(
                 await left(), left, _ignoring(delete), max_rounds=self._verify.max_rounds
             )
-            self._conclude(checked, tally, "the user's entity is still there", "entity deletes")
+            self._conclude(
+                checked,
+                tally,
+                "the user's entity is still there after its delete job SUCCEEDED and {} more "
+                "entity deletes",
+            )
         except RejectedError as exc:
             raise GaveUp(DlqReason.REJECTED, str(exc), exc.status) from exc
 
-    def _conclude(self, checked: Redeleted, tally: Tally, what: str, redo: str) -> None:
-        """A job's check is over: passed, or the operation fails as `verification_failed`."""
+    def _conclude(self, checked: Redeleted, tally: Tally, failed: str) -> None:
+        """A check is over: passed, or the operation fails as `verification_failed`, its
+        message `failed` with the number of re-deletes in place of `{}`."""
         if checked.left:
             self._on_verify(FAILED)
             raise GaveUp(
                 DlqReason.VERIFICATION_FAILED,
-                f"{what} after its delete job SUCCEEDED and {checked.redeletes} more {redo}",
+                failed.format(checked.redeletes),
                 tally.last_status,
             )
         self._passed(tally, checked.redeletes)
@@ -277,14 +287,7 @@ class Executor:
         checked = await redelete_until_gone(
             await listed(), listed, redelete, max_rounds=self._verify.max_rounds
         )
-        if checked.left:
-            self._on_verify(FAILED)
-            raise GaveUp(
-                DlqReason.VERIFICATION_FAILED,
-                f"memories still match after delete_all and {checked.redeletes} more",
-                tally.last_status,
-            )
-        self._passed(tally, checked.redeletes)
+        self._conclude(checked, tally, "memories still match after delete_all and {} more")
 
     async def _resolve(self, operation: ResolveScope, tally: Tally) -> Failure | None:
         """A compound scope: list with the AND filter, delete those ids, until none is left.
