@@ -1,4 +1,5 @@
-"""Dead-letter headers: the original ones first and unchanged, then the `dlq.*` ones."""
+"""Dead-letter headers: the original ones first and unchanged (those named `dlq.*` renamed, so
+that a producer cannot plant the consumer's word: issue 16), then the `dlq.*` ones."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from hypothesis import strategies as st
 
 from consumer.core.dlq import (
     DLQ_REASONS,
+    OWN_HEADERS,
+    REPLAY_COUNT_HEADER,
     DeadLetter,
     Headers,
     dead_letter_headers,
     headers_of,
     one_line,
+    printable,
+    replay_count,
 )
 
 FAILED_AT = 1_700_000_000.123
@@ -149,6 +154,90 @@ def test_failed_at_is_rfc3339_utc(failed_at: float) -> None:
 def test_failed_at_of_the_epoch() -> None:
     stamp = added(dead_letter_headers([], LETTER, 0.0), original=[])["dlq.failed_at"]
     assert stamp == "1970-01-01T00:00:00.000Z"
+
+
+# a record's own dlq.* headers (issue 16)
+
+
+def test_a_records_own_dlq_headers_are_kept_renamed_in_place() -> None:
+    original: Headers = [
+        ("traceparent", b"t"),
+        ("dlq.reason", b"decode_error"),
+        ("dlq.event_id", None),
+        (REPLAY_COUNT_HEADER, "²".encode()),
+        ("dlq.original-header.x", b"\xff"),
+        ("dlqx", b"not ours"),
+    ]
+    headers = dead_letter_headers(original, LETTER, FAILED_AT)
+    assert headers[: len(original)] == [
+        ("traceparent", b"t"),
+        ("dlq.original-header.dlq.reason", b"decode_error"),
+        ("dlq.original-header.dlq.event_id", None),
+        ("dlq.original-header.dlq.replay.count", "²".encode()),
+        ("dlq.original-header.dlq.original-header.x", b"\xff"),
+        ("dlqx", b"not ours"),
+    ]
+    values = added(headers, original)  # each once, the consumer's
+    assert set(values) == CONTRACT_HEADERS  # the unreadable count is not carried
+    assert (values["dlq.reason"], values["dlq.event_id"]) == ("rejected", LETTER.event_id)
+
+
+@pytest.mark.parametrize(
+    ("counts", "carried"),
+    [
+        ([b"1"], "1"),
+        ([b"2"], "2"),
+        ([b"999999999"], "999999999"),
+        ([b"0"], None),  # never replayed: nothing to say
+        ([], None),
+        (["²".encode()], None),
+        ([b"01"], None),
+        ([b"-1"], None),
+        ([b"+1"], None),
+        ([b"1 "], None),
+        ([b"1000000000"], None),
+        ([b"9" * 5000], None),  # int() would refuse it: more than 4300 digits
+        ([None], None),
+        ([b"1", b"1"], None),  # replay writes one
+    ],
+)
+def test_a_replay_count_is_carried_only_as_replay_writes_it(
+    counts: list[bytes | None], carried: str | None
+) -> None:
+    original: Headers = [(REPLAY_COUNT_HEADER, count) for count in counts]
+    values = added(dead_letter_headers(original, LETTER, FAILED_AT), original)
+    assert values.get(REPLAY_COUNT_HEADER) == carried
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from([*OWN_HEADERS, "dlq."]), st.text(max_size=20)),
+            st.one_of(st.none(), st.binary(max_size=12), st.sampled_from([b"1", b"7"])),
+        ),
+        max_size=20,
+    )
+)
+def test_no_dlq_header_of_a_record_survives_under_its_name(original: Headers) -> None:
+    headers = dead_letter_headers(original, LETTER, FAILED_AT)
+    kept = headers[: len(original)]
+    renamed = [(f"dlq.original-header.{k}" if k.startswith("dlq.") else k, v) for k, v in original]
+    assert kept == renamed
+    tail = [k for k, _ in headers[len(original) :]]
+    assert len(tail) == len(set(tail)) and set(tail) <= set(OWN_HEADERS)
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [(b"0", 0), (b"12", 12), (b"", None), (None, None), ("٣".encode(), None), (b"0x1", None)],
+)
+def test_replay_count(value: bytes | None, count: int | None) -> None:
+    assert replay_count(value) == count
+
+
+def test_printable_escapes_what_a_terminal_would_act_on() -> None:
+    assert printable("e-1 é") == "e-1 é"
+    assert printable("a\x1b[31mb\r\n\u202e") == "a\\x1b[31mb\\r\\n\\u202e"
 
 
 # dlq.error

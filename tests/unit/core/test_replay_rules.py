@@ -1,4 +1,6 @@
-"""Replay rules: header rewriting, the loop guard, filters, time parsing, cursor groups."""
+"""Replay rules: header rewriting, the loop guard, filters, time parsing, cursor groups, and
+reading a dead letter strictly: whatever its headers, `Letter.of` never raises, and a letter
+that is not as the consumer writes it is skipped as malformed (issue 16)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.core.dlq import DeadLetter, dead_letter_headers
+from consumer.core.dlq import OWN_HEADERS, DeadLetter, DlqReason, dead_letter_headers
 from consumer.core.replay_rules import (
+    LISTED,
     REPLAY_COUNT_HEADER,
     Letter,
     Pacer,
@@ -19,6 +22,8 @@ from consumer.core.replay_rules import (
     Verdict,
     cursor_group,
     decide,
+    loop_guard_lines,
+    malformed_lines,
     parse_when,
     replay_headers,
 )
@@ -58,6 +63,13 @@ def dead(
     return Letter.of(0, offset, dead_letter_headers(original, letter, FAILED_AT))
 
 
+def written_before(original: list[tuple[str, bytes | None]], reason: str = "rejected") -> Letter:
+    """A dead letter as versions before issue 16 wrote it: the record's own headers copied as
+    they came, `dlq.*` ones too, then the consumer's. Such letters stay in a DLQ."""
+    letter = DeadLetter(reason, "HTTP 400", "memory.deletions", 2, 41, 1, 1, "g")
+    return Letter.of(0, 7, [*original, *dead_letter_headers([], letter, FAILED_AT)])
+
+
 # --- headers ----------------------------------------------------------------------------------
 
 
@@ -84,7 +96,8 @@ def test_a_letter_dead_again_after_a_replay_counts_on() -> None:
 
 def test_the_latest_failure_names_the_reason() -> None:
     # A record whose original headers carried stale dlq.* headers (copied by some other tool):
-    # the dlq.* headers of the last failure come last and win.
+    # they are renamed in its dead letter, so the dlq.* headers of the last failure are the
+    # letter's only ones.
     stale = [*ORIGINAL, ("dlq.reason", b"decode_error"), ("dlq.event_id", b"old")]
     letter = dead(stale, reason="invalid_scope", event_id="new")
     assert (letter.reason, letter.event_id) == ("invalid_scope", "new")
@@ -127,7 +140,8 @@ def test_force_passes_the_loop_guard_but_not_the_filters() -> None:
 
 
 def test_an_unreadable_count_is_stopped() -> None:
-    letter = dead([(REPLAY_COUNT_HEADER, b"lots")])
+    # Only in a letter written before issue 16: the consumer now writes a count it can read.
+    letter = written_before([(REPLAY_COUNT_HEADER, b"lots")])
     assert letter.replays is None
     assert decide(letter, Selection()) is Verdict.LOOP_GUARD
     assert replay_headers(letter)[-1] == (REPLAY_COUNT_HEADER, b"1")  # forced: starts over
@@ -175,6 +189,168 @@ def test_a_letter_without_dlq_headers_has_no_reason() -> None:
     letter = Letter.of(0, 0, [("dlq.failed_at", b"not a time")])
     assert letter.reason is None and letter.failed_at is None and letter.original_topic is None
     assert decide(letter, Selection(reasons=frozenset({"rejected"}))) is Verdict.FILTERED
+
+
+# --- hostile headers (issue 16) ----------------------------------------------------------------
+
+
+def test_a_forged_count_in_an_older_letter_stops_at_the_guard_and_can_be_forced() -> None:
+    # "²" is a digit to str.isdigit, not to int(): replay raised at this letter on every run.
+    for count in ("²".encode(), b"9" * 5000, b"-1", b"01", b" 1"):
+        letter = written_before([(REPLAY_COUNT_HEADER, count)])
+        assert (letter.replays, letter.flaw) == (None, None), count
+        assert decide(letter, Selection()) is Verdict.LOOP_GUARD
+        assert decide(letter, Selection(force=True)) is Verdict.REPLAY
+        assert replay_headers(letter) == [(REPLAY_COUNT_HEADER, b"1")]
+
+
+def test_a_producers_dlq_headers_are_not_the_letters() -> None:
+    forged: list[tuple[str, bytes | None]] = [(REPLAY_COUNT_HEADER, "²".encode())]
+    forged += [("dlq.event_id", b"forged")]
+    forged += [("dlq.reason", b"decode_error"), ("dlq.original.partition", b"x")]
+    letter = dead(forged, reason="invalid_scope", event_id="e-7")
+    assert (letter.flaw, letter.replays, letter.reason) == (None, 0, "invalid_scope")
+    assert (letter.event_id, letter.original_partition) == ("e-7", 2)
+    assert decide(letter, Selection()) is Verdict.REPLAY
+    assert replay_headers(letter) == [(REPLAY_COUNT_HEADER, b"1")]
+
+
+def _letter_with(
+    changes: dict[str, list[bytes | None]], extra: tuple[tuple[str, bytes | None], ...] = ()
+) -> Letter:
+    """The consumer's headers of a good letter, with these names' values replaced."""
+    written = DeadLetter(DlqReason.REJECTED, "x", "t", 2, 41, 1, 1, "g", "e-1")
+    good = dead_letter_headers([], written, 0)
+    headers: list[tuple[str, bytes | None]] = []
+    for name, value in good:
+        if name in changes:
+            headers += [(name, new) for new in changes[name]]
+        else:
+            headers.append((name, value))
+    return Letter.of(0, 5, [*headers, *extra])
+
+
+@pytest.mark.parametrize(
+    ("changes", "flaw"),
+    [
+        ({"dlq.reason": []}, "missing dlq.reason"),
+        ({"dlq.reason": [b"rejected", b"rejected"]}, "duplicated dlq.reason"),
+        ({"dlq.reason": [b"gone_fishing"]}, "unknown dlq.reason"),
+        ({"dlq.reason": [b"\xff"]}, "non-UTF-8 dlq.reason"),
+        ({"dlq.reason": [None]}, "null dlq.reason"),
+        ({"dlq.original.partition": ["²".encode()]}, "malformed dlq.original.partition"),
+        ({"dlq.original.partition": [b"-1"]}, "malformed dlq.original.partition"),
+        ({"dlq.original.partition": [b"2147483648"]}, "malformed dlq.original.partition"),
+        ({"dlq.original.partition": [b"9" * 5000]}, "malformed dlq.original.partition"),
+        ({"dlq.original.offset": [b"forty-one"]}, "malformed dlq.original.offset"),
+        ({"dlq.original.offset": []}, "missing dlq.original.offset"),
+        ({"dlq.original.topic": [b"no such/topic"]}, "malformed dlq.original.topic"),
+        ({"dlq.original.topic": [b".."]}, "malformed dlq.original.topic"),
+        ({"dlq.failed_at": [b"yesterday"]}, "malformed dlq.failed_at"),
+        ({"dlq.event_id": [b"e-1", b"e-2"]}, "duplicated dlq.event_id"),
+        ({"dlq.event_id": [None]}, "null dlq.event_id"),
+        ({"dlq.event_id": [b""]}, "malformed dlq.event_id"),
+        ({"dlq.error": [b"x", b"y"]}, "duplicated dlq.error"),
+    ],
+)
+def test_a_letter_not_as_the_consumer_writes_it_is_skipped_as_malformed(
+    changes: dict[str, list[bytes | None]], flaw: str
+) -> None:
+    letter = _letter_with(changes)
+    assert letter.flaw == flaw
+    assert decide(letter, Selection()) is Verdict.MALFORMED
+    assert decide(letter, Selection(force=True)) is Verdict.MALFORMED  # force: the guard only
+    assert decide(letter, Selection(partitions=frozenset({1}))) is Verdict.FILTERED
+
+
+def test_the_first_flaw_is_the_one_reported_and_unknown_dlq_headers_are_ignored() -> None:
+    letter = _letter_with({"dlq.reason": [], "dlq.original.topic": [b"a b"]})
+    assert letter.flaw == "missing dlq.reason"
+    later = _letter_with({}, (("dlq.some.future.header", b"\xff"), ("dlq.original-header.x", None)))
+    assert later.flaw is None and decide(later, Selection()) is Verdict.REPLAY
+
+
+own_names = st.sampled_from([*OWN_HEADERS, "dlq.original-header.dlq.reason", "dlq."])
+good_values = st.sampled_from(
+    [b"0", b"1", b"2", b"rejected", b"memory.deletions", b"2025-03-01T11:00:00.000Z", b"e-1"]
+)
+any_headers = st.lists(
+    st.tuples(
+        st.one_of(own_names, st.text(max_size=24)),
+        st.one_of(st.none(), st.binary(max_size=24), good_values),
+    ),
+    max_size=30,
+)
+selections = st.builds(
+    Selection,
+    reasons=st.frozensets(st.sampled_from(["rejected", "decode_error"])),
+    event_ids=st.frozensets(st.sampled_from(["e-1", "forged"])),
+    since=st.none() | st.just(NOW - timedelta(days=1)),
+    partitions=st.frozensets(st.integers(0, 2)),
+    max_replays=st.integers(0, 3),
+    force=st.booleans(),
+)
+
+
+@given(any_headers, selections)
+def test_no_header_list_makes_the_decision_raise(
+    headers: list[tuple[str, bytes | None]], selection: Selection
+) -> None:
+    letter = Letter.of(1, 9, headers)
+    verdict = decide(letter, selection)
+    if verdict in (Verdict.REPLAY, Verdict.LOOP_GUARD):
+        assert letter.flaw is None  # nothing is replayed, nor forceable, on unvouched values
+    if verdict is Verdict.MALFORMED:
+        assert letter.flaw is not None
+    rewritten = replay_headers(letter)
+    assert [k for k, _ in rewritten if k.startswith("dlq.")] == [REPLAY_COUNT_HEADER]
+    tally = Tally()
+    tally.count(letter, verdict, "unknown")
+    assert tally.read == 1
+    assert len(loop_guard_lines([letter])) == len(malformed_lines([letter])) == 1
+
+
+@given(any_headers, st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1))
+def test_whatever_a_record_carries_its_dead_letter_reads_back_as_written(
+    original: list[tuple[str, bytes | None]], partition: int, offset: int
+) -> None:
+    topic = "memory.deletions"
+    written = DeadLetter(DlqReason.REJECTED, "x", topic, partition, offset, 1, 2, "g", "e-1")
+    letter = Letter.of(0, 3, dead_letter_headers(original, written, FAILED_AT))
+    assert letter.flaw is None
+    assert (letter.reason, letter.event_id, letter.original_topic) == (
+        "rejected",
+        "e-1",
+        "memory.deletions",
+    )
+    assert letter.original_partition == partition and letter.replays is not None
+    kept = [(k, v) for k, v in original if not k.startswith("dlq.")]
+    assert replay_headers(letter) == [*kept, (REPLAY_COUNT_HEADER, b"%d" % (letter.replays + 1))]
+
+
+def test_malformed_letters_are_counted_by_flaw_and_a_few_listed() -> None:
+    tally = Tally()
+    for n in range(LISTED + 5):
+        letter = replace(_letter_with({"dlq.reason": []}), offset=n)
+        tally.count(letter, decide(letter, Selection()), "")
+    tally.count(_letter_with({"dlq.event_id": [None]}), Verdict.MALFORMED, "")
+    assert (tally.read, tally.skipped_malformed, tally.replayed) == (LISTED + 6, LISTED + 6, 0)
+    assert tally.by_flaw == {"missing dlq.reason": LISTED + 5, "null dlq.event_id": 1}
+    assert len(tally.malformed) == LISTED
+    lines = malformed_lines(tally.malformed, limit=2)
+    assert lines == [
+        "partition 0 offset 0 event e-1: missing dlq.reason",
+        "partition 0 offset 1 event e-1: missing dlq.reason",
+        f"... and {LISTED - 2} more",
+    ]
+
+
+def test_an_event_id_is_shown_escaped() -> None:
+    letter = replace(dead([]), event_id="e\x1b[2J\n")
+    assert loop_guard_lines([letter]) == [
+        "partition 0 offset 7 event e\\x1b[2J\\n replayed 0 times"
+    ]
+    assert loop_guard_lines([replace(letter, replays=None)])[0].endswith("count unreadable")
 
 
 # --- time -------------------------------------------------------------------------------------
