@@ -2,8 +2,11 @@
 
 The progress line goes to stderr and only to a terminal, rewritten in place, so that a script
 reading stdout (`--json`) or a log collector never sees it. The summary goes to stdout: a table
-by reason and event type for people, or one JSON object for scripts; both name the cursor group
-and the letters stopped by the loop guard, with the options that would replay one anyway.
+by reason and event type for people, or one JSON object for scripts; both name the cursor group,
+the letters stopped by the loop guard, with the options that would replay one anyway, and the
+letters skipped as malformed, counted by their first flaw, so that an operator learns of a
+record that is not a dead letter of ours without it ever stopping the run. Event ids are shown
+escaped (`core.dlq.printable`): they are anyone's text.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from consumer.core.replay_rules import Tally, loop_guard_lines
+from consumer.core.replay_rules import Tally, loop_guard_lines, malformed_lines
 from consumer.replay.options import ReplayOptions
 from consumer.settings import Settings
 
@@ -39,7 +42,7 @@ class Progress:
         self._last = self._clock()
         share = tally.read / total if total else 1.0
         filled = int(share * 20)
-        skipped = tally.skipped_filter + tally.skipped_loop_guard
+        skipped = tally.skipped_filter + tally.skipped_loop_guard + tally.skipped_malformed
         line = (
             f"replay [{'#' * filled}{'.' * (20 - filled)}] {tally.read}/{total} read, "
             f"{tally.replayed} replayed, {skipped} skipped"
@@ -72,10 +75,19 @@ def print_report(
             "replayed": tally.replayed,
             "skipped_filter": tally.skipped_filter,
             "skipped_loop_guard": tally.skipped_loop_guard,
+            "skipped_malformed": tally.skipped_malformed,
             "by_reason_and_type": [
                 {"reason": reason, "type": kind, "count": n} for reason, kind, n in tally.table()
             ],
             "loop_guarded": guarded,
+            "malformed_by_flaw": [
+                {"flaw": flaw, "count": n} for flaw, n in sorted(tally.by_flaw.items())
+            ],
+            # The first `replay_rules.LISTED` of them; all are counted above.
+            "malformed": [
+                {"partition": letter.partition, "offset": letter.offset, "flaw": letter.flaw}
+                for letter in tally.malformed
+            ],
         }
         print(json.dumps(summary), file=out)
         return
@@ -98,6 +110,7 @@ def print_report(
         f"  {verb:<21}  {tally.replayed}",
         f"  skipped by filter      {tally.skipped_filter}",
         f"  skipped by loop guard  {tally.skipped_loop_guard}",
+        f"  skipped as malformed   {tally.skipped_malformed}",
     ]
     if tally.loop_guarded:
         lines.append(
@@ -105,6 +118,13 @@ def print_report(
             "already; to replay one anyway: --force --partition P --from-offset O --to-offset O):"
         )
         lines.extend(f"    {line}" for line in loop_guard_lines(tally.loop_guarded))
+    if tally.skipped_malformed:
+        lines.append(
+            "  skipped as malformed (a dlq.* header not as the consumer writes it; not replayed, "
+            "--force included):"
+        )
+        lines.extend(f"    {n} {flaw}" for flaw, n in sorted(tally.by_flaw.items()))
+        lines.extend(f"    {line}" for line in malformed_lines(tally.malformed))
     if interrupted:
         lines.append("  interrupted: what was acknowledged is committed; run again to go on")
     print("\n".join(lines), file=out)

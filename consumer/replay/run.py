@@ -9,7 +9,9 @@ Per DLQ partition:
    reads the dead letters its own replays cause while consumers are running.
 3. Decide each record (`replay_rules.decide`) and republish the chosen ones (`Republisher`).
 4. After each batch, wait for every acknowledgement, then commit the cursor past every record
-   decided: replayed and acknowledged, left out by a filter, or stopped by the loop guard.
+   decided: replayed and acknowledged, left out by a filter, stopped by the loop guard, or
+   skipped as malformed (`Letter.of` reads any headers without raising, so no record stops
+   the run: it is counted and reported once, by its position).
    A record whose delivery failed, and everything after it in its partition, stays
    uncommitted: the cursor is where the next run must begin.
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from consumer.core.dlq import DeadLetter, dead_letter_headers
+from consumer.core.dlq import DeadLetter, dead_letter_headers, headers_of
 from consumer.core.events import EventType
 from consumer.kafka.broker import committed_positions
 from consumer.replay import add_replay_arguments, run_replay
@@ -227,3 +228,68 @@ def test_replay_reads_to_the_true_end_of_a_multi_record_batch(
     inside = replay(settings, "--partition", "0", "--from-offset", "5", "--to-offset", "9")
     assert (inside["read"], inside["replayed"]) == (5, 5)
     assert replay(settings, "--from-offset", "100")["read"] == 0
+
+
+def test_a_producer_cannot_forge_or_break_a_dead_letters_own_headers(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    # Issue 16: a producer's `dlq.*` headers were copied into the dead letter as they came. A
+    # `dlq.replay.count` of "²" (a digit to str.isdigit, not to int) made replay raise at that
+    # offset on every run, --force included; a planted `dlq.event_id` became the letter's own
+    # where the consumer had none to write (a record that does not decode).
+    forged_id = str(uuid.uuid4())
+    forged = {COUNT: "²".encode(), "dlq.event_id": forged_id.encode(), "dlq.reason": b"rejected"}
+    wildcard = event(EventType.USER_DELETED, user_id="*")  # invalid_scope, its id known
+    values = [*encoded([wildcard]), (b"k", b"not an event at all")]  # and a decode_error
+    ends = publish(kafka, topics.input, values, trace=b"abc", **forged)
+    settings = make_settings(kafka, sandbox.url, topics)
+    with RunningConsumer(settings):
+        wait_committed(kafka, topics.group, ends)
+    letters = wait_letters(kafka, topics.dlq, 2)
+
+    for letter in letters:
+        headers = headers_of(letter)
+        names = [name for name, _ in headers]
+        own = dict(headers)
+        # The consumer's own values, each once; the producer's kept, renamed, byte for byte.
+        assert names.count("dlq.reason") == 1 and COUNT not in names
+        assert own["dlq.reason"] in (b"invalid_scope", b"decode_error")
+        if own["dlq.reason"] == b"invalid_scope":
+            assert names.count("dlq.event_id") == 1
+            assert own["dlq.event_id"] == wildcard.event_id.encode()
+        else:
+            assert "dlq.event_id" not in names
+        assert [(k, v) for k, v in headers if k.startswith("dlq.original-header.")] == [
+            (f"dlq.original-header.{name}", value) for name, value in forged.items()
+        ]
+
+    # The forged event id selects nothing; the real one selects its letter.
+    assert replay(settings, "--event-id", forged_id, "--dry-run")["replayed"] == 0
+    assert replay(settings, "--event-id", wildcard.event_id, "--dry-run")["replayed"] == 1
+    # The run completes and reports both letters.
+    done = replay(settings)
+    assert (done["read"], done["replayed"], done["skipped_loop_guard"]) == (2, 2, 0)
+    assert done["by_reason_and_type"] == [
+        {"reason": "decode_error", "type": "unknown", "count": 1},
+        {"reason": "invalid_scope", "type": "user_deleted", "count": 1},
+    ]
+    inputs = read_all(kafka, topics.input, expected=4)
+    republished = [m for m in inputs if header_dict(m).get(COUNT) != forged[COUNT]]
+    assert len(republished) == 2
+    for record in republished:  # the original headers, none of the forged ones, counted once
+        assert list(record.headers() or []) == [("trace", b"abc"), (COUNT, b"1")]
+
+    # A genuine replay's count still carries on: failed again, the letters say 1, and the loop
+    # guard stops them at --max-replays 1.
+    with RunningConsumer(settings):
+        wait_committed(kafka, topics.group, ends_of(inputs))
+    again = wait_letters(kafka, topics.dlq, 4)
+    assert sorted(header_dict(m).get(COUNT) or b"0" for m in again) == [b"0", b"0", b"1", b"1"]
+    guarded = replay(settings, "--max-replays", "1", "--dry-run")  # a selection of its own
+    assert (guarded["read"], guarded["replayed"], guarded["skipped_loop_guard"]) == (4, 2, 2)
+    assert sorted(str(g["event_id"]) for g in guarded["loop_guarded"]) == sorted(
+        ["None", wildcard.event_id]
+    )
+    # --force completes over every letter too.
+    forced = replay(settings, "--max-replays", "1", "--force")
+    assert (forced["read"], forced["replayed"], forced["skipped_malformed"]) == (4, 4, 0)
