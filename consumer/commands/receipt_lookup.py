@@ -5,6 +5,12 @@ Scans every partition from its beginning to the end it had when the scan started
 for, and prints them decoded. It only reads: partitions are assigned directly, no group is
 joined, nothing is committed.
 
+No one record stops a lookup (issue 16): a record that does not decode as a receipt is named
+by its position on stderr and skipped; a receipt whose time is outside what a datetime holds
+(a producer's `occurred_at` is copied into its receipt) is printed with the raw milliseconds
+instead of a date; and the text form shows every field escaped (`core.dlq.printable`), since
+ids, sources and reasons are anyone's text and must not drive the operator's terminal.
+
 Exit codes: 0 every event asked for has a receipt, 1 one has none (or the broker failed us),
 2 bad arguments.
 """
@@ -23,6 +29,7 @@ from confluent_kafka import Consumer, KafkaException, Message
 from consumer.avro.receipt_codec import ReceiptDecodeError, ReceiptDecoder
 from consumer.avro.registry import SchemaRegistryClient
 from consumer.commands.command_line import Console, add_event_id_option, event_ids_of
+from consumer.core.dlq import printable
 from consumer.core.receipts import Receipt
 from consumer.core.timestamps import iso_millis
 from consumer.kafka.config import consumer_config
@@ -74,7 +81,7 @@ def run_receipts(
         return EXIT_NOT_FOUND
     for item in found:
         if args.json:
-            row = {**item.receipt.to_json(), "receipts_partition": item.partition}
+            row = {**_json_of(item.receipt), "receipts_partition": item.partition}
             row["receipts_offset"] = item.offset
             print(json.dumps(row), file=out)
         else:
@@ -95,7 +102,7 @@ def describe(found: Found) -> str:
     record = str(r.input)
     if r.duplicate_of is not None:
         record += f" (a duplicate of {r.duplicate_of}: the same work)"
-    completed = iso_millis(r.completed_at_ms)
+    completed = _when(r.completed_at_ms)
     if r.time_to_erasure_ms is not None:
         completed += f" ({r.time_to_erasure_ms / 1000:.3f} s after it was asked)"
     lines = [
@@ -104,7 +111,7 @@ def describe(found: Found) -> str:
         f"  outcome         {outcome}",
         f"  event           {r.event_type}, reason {r.reason}, from {r.source}",
         f"  input record    {record}",
-        f"  occurred at     {iso_millis(r.occurred_at_ms)}",
+        f"  occurred at     {_when(r.occurred_at_ms)}",
         f"  {'completed at' if r.dlq_reason is None else 'dead-lettered':<14}  {completed}",
         f"  consumer group  {r.consumer_group}",
         f"  operations      {len(r.operations) or 'none (refused before any call)'}",
@@ -115,7 +122,34 @@ def describe(found: Found) -> str:
             parts.append(f"job {op.job_id}")
         parts.append("verified" if op.verified else "not verified")
         lines.append(f"    {op.kind} by {', '.join(op.identifiers)}: {', '.join(parts)}")
-    return "\n".join(lines)
+    # Each line escaped on its own: a newline inside a field shows as \n, not as a line.
+    return "\n".join(printable(line) for line in lines)
+
+
+# What `datetime` raises for a time outside the years 1 to 9999 (or the platform's range).
+_OUT_OF_RANGE = (ValueError, OverflowError, OSError)
+
+
+def _iso(millis: int) -> str | None:
+    try:
+        return iso_millis(millis)
+    except _OUT_OF_RANGE:
+        return None
+
+
+def _when(millis: int) -> str:
+    return _iso(millis) or f"{millis} ms after the epoch (out of range for a date)"
+
+
+def _json_of(receipt: Receipt) -> dict[str, object]:
+    """`Receipt.to_json`, or with a null `*_iso` for a time no date can show."""
+    try:
+        return receipt.to_json()
+    except _OUT_OF_RANGE:
+        row: dict[str, object] = receipt.to_record()
+        row["occurred_at_iso"] = _iso(receipt.occurred_at_ms)
+        row["completed_at_iso"] = _iso(receipt.completed_at_ms)
+        return row
 
 
 def find_receipts(

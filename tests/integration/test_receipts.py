@@ -3,7 +3,8 @@
 Every finished input record that decoded has exactly one receipt (a duplicate too, pointing at
 the record whose work served it), written before its offset is committed, decodable with
 `schemas/deletion_receipt.avsc`, and free of identifier values. A job that reports SUCCEEDED
-but leaves memories behind is deleted again, then dead-lettered as `verification_failed`.
+but leaves memories behind is deleted again, then dead-lettered as `verification_failed`. The
+`receipts` lookup reads past any record it cannot decode or show.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from consumer.__main__ import main
 from consumer.avro.codec import default_schema_dir
-from consumer.avro.receipt_codec import RECEIPT_FILE, ReceiptDecoder
+from consumer.avro.receipt_codec import RECEIPT_FILE, ReceiptDecoder, ReceiptEncoder
 from consumer.avro.registry import SchemaRegistryClient
 from consumer.core.events import EventType
-from consumer.core.receipts import COMPLETED, DEAD_LETTERED, Receipt
+from consumer.core.receipts import COMPLETED, DEAD_LETTERED, Position, Receipt
 from consumer.kafka.broker import committed_positions
 from consumer.sandbox import Sandbox
 from tests.integration.test_end_to_end import encoded, event, remaining_ids, seed
@@ -367,3 +368,44 @@ def test_with_a_schema_registry_receipts_are_registry_framed(
         flags += ["--schema-registry-url", registry.url, "--event-id", gone.event_id]
         assert main(["receipts", *flags]) == 0
     assert "COMPLETED, verified" in capsys.readouterr().out
+
+
+def test_no_one_record_stops_a_receipts_lookup(
+    kafka: str, topics: Topics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 16: a receipt whose time no date can show (a producer's `occurred_at` is copied
+    # into its receipt) made `receipts` raise; its text fields went to the terminal raw.
+    event_id = str(uuid.uuid4())
+    good = Receipt(
+        event_id=event_id,
+        outcome=COMPLETED,
+        event_type="user_deleted",
+        reason="GDPR",
+        source="app\x1b[2J",  # anyone's text: an escape sequence that clears the screen
+        occurred_at_ms=1_700_000_000_000,
+        completed_at_ms=1_700_000_001_000,
+        time_to_erasure_ms=1000,
+        operations=(),
+        verified=False,
+        dlq_reason=None,
+        consumer_group=topics.group,
+        input=Position(topics.input, 0, 1),
+    )
+    far = replace(good, occurred_at_ms=2**62, time_to_erasure_ms=None)
+    encoder = ReceiptEncoder()
+    key = event_id.encode()
+    records = [(key, b"not a receipt"), (key, None), (key, encoder.single_object(far))]
+    publish(kafka, topics.receipts, [*records, (key, encoder.single_object(good))])
+    flags = ["--bootstrap-servers", kafka, "--receipts-topic", topics.receipts]
+
+    assert main(["receipts", *flags, "--event-id", event_id]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("unreadable") == 2 and "offset 0: unreadable" in err
+    assert out.count(f"receipt for event {event_id}") == 2
+    assert f"{2**62} ms after the epoch (out of range for a date)" in out
+    assert "\x1b" not in out and "from app\\x1b[2J" in out
+
+    assert main(["receipts", *flags, "--event-id", event_id, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["occurred_at_iso"] for row in rows] == [None, "2023-11-14T22:13:20.000Z"]
+    assert [row["receipts_offset"] for row in rows] == [2, 3]
