@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from consumer.core.dlq import DeadLetter, dead_letter_headers, headers_of
+from consumer.core.dlq import DeadLetter, DlqReason, dead_letter_headers, headers_of
 from consumer.core.events import EventType
 from consumer.kafka.broker import committed_positions
 from consumer.replay import add_replay_arguments, run_replay
@@ -293,3 +293,39 @@ def test_a_producer_cannot_forge_or_break_a_dead_letters_own_headers(
     # --force completes over every letter too.
     forced = replay(settings, "--max-replays", "1", "--force")
     assert (forced["read"], forced["replayed"], forced["skipped_malformed"]) == (4, 4, 0)
+
+
+def test_a_record_that_is_no_dead_letter_of_ours_is_skipped_and_reported(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    # Issue 16: whatever is on the DLQ topic, replay completes; what it cannot vouch for is
+    # counted by its first flaw, listed by position, and committed past like a filtered letter.
+    good = DeadLetter(DlqReason.REJECTED, "HTTP 400", topics.input, 0, 3, None, 1, topics.group)
+    headers = dead_letter_headers([], good, time.time())
+    damaged = [(k, "²".encode() if k == "dlq.original.partition" else v) for k, v in headers]
+    producer = Producer({"bootstrap.servers": kafka})
+    for value, record_headers in ((b"junk", None), (b"x", damaged), (b"y", headers)):
+        producer.produce(topics.dlq, value=value, headers=record_headers, partition=0)
+    assert producer.flush(10) == 0
+    settings = make_settings(kafka, sandbox.url, topics)
+
+    parser = argparse.ArgumentParser()
+    add_replay_arguments(parser)
+    out, err = io.StringIO(), io.StringIO()
+    assert run_replay(parser.parse_args(["--dry-run"]), settings, out=out, err=err) == 0
+    text = out.getvalue()
+    assert "skipped as malformed   2" in text and "    1 missing dlq.reason" in text
+    assert "partition 0 offset 1: malformed dlq.original.partition" in text
+
+    done = replay(settings, "--to", topics.receipts)
+    assert (done["read"], done["replayed"], done["skipped_malformed"]) == (3, 1, 2)
+    assert done["malformed_by_flaw"] == [
+        {"flaw": "malformed dlq.original.partition", "count": 1},
+        {"flaw": "missing dlq.reason", "count": 1},
+    ]
+    assert done["malformed"] == [
+        {"partition": 0, "offset": 0, "flaw": "missing dlq.reason"},
+        {"partition": 0, "offset": 1, "flaw": "malformed dlq.original.partition"},
+    ]
+    assert [m.value() for m in read_all(kafka, topics.receipts, expected=1)] == [b"y"]
+    assert replay(settings, "--to", topics.receipts)["read"] == 0  # reported once
