@@ -1,40 +1,60 @@
-"""A lean HTTP/1.1 client for the Mem0 calls: keep-alive connections, one write per request.
+"""A lean HTTP/1.1 client for the Mem0 calls: keep-alive connections, one write per request,
+answers parsed by llhttp (httptools).
 
 The erasure burst makes two calls per distinct scope (a delete_all and its job check), and at
 that rate aiohttp's per-request machinery (URL objects, header multidicts, timers, a task per
-connection) was the consumer's largest cost: ~0.4 ms of CPU per call on a 2-core machine.
-This client does only what the Mem0 calls need (`python -m bench.http_client` compares them):
+connection) was the consumer's largest cost on a 2-core machine. This client does only what
+the Mem0 calls need (`python -m bench.http_client` compares them):
 
 - a request is one `transport.write` of bytes built from a pre-rendered header block;
-- responses are parsed from the protocol's buffer: status line, headers, and a body framed by
-  Content-Length, chunked transfer coding, or the end of the connection; 1xx answers are
-  skipped; gzip and deflate are undone (we ask for identity, but a proxy may not listen);
+- answers are parsed by httptools, the binding of llhttp (the parser of Node.js, and of uvicorn
+  and aiohttp through their own bindings), strict: exact chunk sizes in hex, Content-Length in
+  plain digits, no Transfer-Encoding beside a Content-Length, no bare line feeds. A parser of
+  our own had taken `0x5` and `-2` for chunk sizes and raised ValueError from inside asyncio;
 - connections are pooled (at most `max_connections` requests in flight, so at most that many
-  sockets) and reused unless the server asked to close or the answer was not read whole;
+  sockets) and reused only when the answer was read whole and the server did not ask to close;
 - TLS through asyncio's own ssl support, with the default context (certificates verified).
 
-Anything else is a `TransportError`, which the Mem0 client retries like any lost connection
-(every Mem0 call the consumer makes is idempotent). Proxies are not spoken: `make_http_client`
-uses aiohttp when the environment sets one for the base URL.
+Whatever is on the other end, what is held stays bounded (README "Mem0 HTTP client"): the head
+(status line, headers, interim 1xx answers) at 64 KiB, the body at the session's cap counted as
+bytes arrive (a chunk size of 2^64 buys nothing), the chunk framing and trailers at another
+64 KiB; and a connection that speaks while idle is closed, its bytes unread. What the checks
+shared with the other sessions (http.py `check_head`) refuse, this one refuses too: a status
+outside 100-599, any Content-Encoding but identity (we ask for identity and undo none: a
+1 MB gzip body had inflated to 1 GiB inside the event loop), any Transfer-Encoding but
+`chunked` alone. A 101 switch of protocols is refused.
+
+Anything else is a `TransportError` that names what was wrong, and closes the connection; the
+Mem0 client retries it like any lost connection (every Mem0 call the consumer makes is
+idempotent). Proxies are not spoken: `make_http_client` uses aiohttp when the environment sets
+one for the base URL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import zlib
 from collections.abc import Mapping
 from typing import Unpack
 from urllib.parse import quote, urlencode, urlsplit
 
-from consumer.mem0.http import HttpSession, Limits, Reply, TransportError
+import httptools
+
+from consumer.mem0.http import HeadFields, HttpSession, Limits, Reply, TransportError, check_head
 from consumer.mem0.slots import Slots
 
 __all__ = ["LeanSession"]
 
 # A response head longer than this is not a Mem0 answer; refuse it rather than buffer it.
 _MAX_HEAD = 64 * 1024
-_MAX_BODY = 64 * 1024 * 1024
+# Chunk-size lines, extensions and trailers of one answer: a Mem0 answer needs a few hundred.
+_MAX_FRAMING = 64 * 1024
+# The headers `check_head` needs; the others are not even decoded.
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"content-encoding"})
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop llhttp; the error itself is `_Connection._error`."""
 
 
 class _Answer:
@@ -49,19 +69,25 @@ class _Answer:
 
 
 class _Connection(asyncio.Protocol):
-    """One socket; parses one response at a time into the waiter the request set."""
+    """One socket; llhttp parses one answer at a time into the waiter the request set.
 
-    def __init__(self) -> None:
+    The parser's callbacks (`on_*`) run inside `feed_data`; one that finds the answer bad
+    records the error and raises `_Refused`, which stops llhttp.
+    """
+
+    def __init__(self, max_body: int) -> None:
+        self._max_body = max_body
         self.transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
+        self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[_Answer] | None = None
         self._answer = _Answer()
-        self._head_done = False
-        self._length: int | None = None  # body bytes expected; None: chunked or until close
-        self._chunked = False
-        self._encoding = ""
+        self._error: TransportError | None = None
+        self._fields = HeadFields()
         self._chunks: list[bytes] = []
-        self._chunked_size = 0
+        self._received = 0  # bytes of this answer so far, head and framing included
+        self._body_size = 0
+        self._head_done = False  # the final (not 1xx) answer's headers are in
+        self._until_close = False  # no length given: the body ends with the connection
         self.lost = False
         self.answered = False  # any byte received since the last request was sent
 
@@ -73,25 +99,87 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
-        self._buffer += data
+        if self._waiter is None:
+            # Nobody asked (an idle kept-alive socket, or bytes past the answer): out of step.
+            # Closed, the bytes unread: an idle socket must not buffer what a server sends.
+            self._fail(TransportError("UnexpectedData: bytes on an idle connection"))
+            return
+        self._received += len(data)
+        try:
+            self._parser.feed_data(data)
+        except Exception as exc:  # llhttp's own errors, or a callback's refusal
+            self._fail(self._error or TransportError(f"BadAnswer: {exc}"))
+            return
+        # llhttp holds nothing of the head itself, but httptools joins a header's pieces and
+        # we keep the reason: both are bounded by the bytes that are not body. A read is at
+        # most 256 KiB, so this is checked well before anything large is held.
         if self._waiter is not None:
-            try:
-                self._parse()
-            except TransportError as exc:
-                self._fail(exc)
+            framing = self._received - self._body_size
+            if not self._head_done and framing > _MAX_HEAD:
+                self._fail(TransportError(f"HeadTooLong: over {_MAX_HEAD} bytes"))
+            elif framing > _MAX_HEAD + _MAX_FRAMING:
+                self._fail(TransportError(f"FramingTooLong: over {_MAX_FRAMING} bytes"))
 
     def eof_received(self) -> bool:
-        ends_with_close = self._head_done and self._length is None and not self._chunked
-        if self._waiter is not None and ends_with_close:  # the body has ended with it
-            self._answer.close = True
-            self._finish(bytes(self._buffer))
+        if self._waiter is not None and self._head_done and self._until_close:
+            self._answer.close = True  # the body has ended with the connection
+            self._finish()
             return False
-        self._fail(TransportError("ServerDisconnected"))
+        self._fail(TransportError("ServerDisconnected: closed before the answer ended"))
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self._fail(TransportError("ServerDisconnected" if exc is None else type(exc).__name__))
+        reason = "ServerDisconnected" if exc is None else type(exc).__name__
+        self._fail(TransportError(reason))
+
+    # -- llhttp's callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._waiter is None:  # a second answer behind the first: out of step
+            self._refuse(TransportError("UnexpectedData: an answer nobody asked for"))
+        self._answer = _Answer()
+        self._fields = HeadFields()
+
+    def on_status(self, reason: bytes) -> None:
+        self._answer.reason += reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_done:
+            return  # a trailer: read past (and counted as framing), never used
+        lowered = name.lower()
+        if lowered in _FRAMING_FIELDS:
+            self._fields.add(lowered, value)
+        elif lowered == b"retry-after":
+            self._answer.retry_after = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status == 101:
+            self._refuse(TransportError("SwitchingProtocols: a 101 answer is not spoken"))
+        if 100 <= status < 200:
+            return  # an interim answer (100 Continue): the real one follows, counted as head
+        error = check_head(status, self._fields, self._max_body)
+        if error is not None:
+            self._refuse(error)
+        self._head_done = True
+        self._answer.status = status
+        fields = self._fields
+        self._until_close = (
+            fields.content_length is None and not fields.chunked and status not in (204, 304)
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            self._refuse(TransportError(f"BodyTooLong: over {self._max_body} bytes"))
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self._head_done:
+            return  # the end of an interim answer
+        self._answer.close = not self._parser.should_keep_alive()
+        self._finish()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -100,15 +188,13 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         self._answer = _Answer()
-        self._head_done = False
-        self._length = None
-        self._chunked = False
-        self._encoding = ""
+        self._error = None
         self._chunks = []
-        self._chunked_size = 0
+        self._received = self._body_size = 0
+        self._head_done = self._until_close = False
         self.answered = False
-        if self._buffer:  # bytes nobody asked for: the connection is out of step
-            self._fail(TransportError("UnexpectedData"))
+        if self.lost or self.transport.is_closing():
+            self._fail(TransportError("ServerDisconnected: closed before the request"))
             return waiter
         self.transport.write(data)
         return waiter
@@ -117,126 +203,27 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    # -- parsing -------------------------------------------------------------------------------
+    @property
+    def reusable(self) -> bool:
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
 
-    def _parse(self) -> None:
-        buffer = self._buffer
-        while not self._head_done:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > _MAX_HEAD:
-                    raise TransportError("HeadTooLong")
-                return
-            head = bytes(buffer[:end])
-            del buffer[: end + 4]
-            self._read_head(head)
-        if self._chunked:
-            self._read_chunks()
-        elif self._length is not None and len(buffer) >= self._length:
-            body = bytes(buffer[: self._length])
-            del buffer[: self._length]
-            self._finish(body)
-        elif len(buffer) > _MAX_BODY:
-            raise TransportError("BodyTooLong")
+    # -- ends ------------------------------------------------------------------------------------
 
-    def _read_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise TransportError("BadStatusLine")
-        status = int(parts[1])
-        if 100 <= status < 200:
-            return  # an interim answer (100 Continue): the real one follows
-        answer = self._answer
-        answer.status = status
-        answer.reason = parts[2] if len(parts) > 2 else ""
-        answer.close = parts[0] == "HTTP/1.0"
-        length: int | None = None
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise TransportError("BadHeader")
-            name = name.strip().lower()
-            value = value.strip()
-            if name == "content-length":
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise TransportError("BadContentLength")
-                length = int(value)
-            elif name == "transfer-encoding":
-                self._chunked = value.lower().endswith("chunked")
-            elif name == "connection":
-                tokens = {token.strip().lower() for token in value.split(",")}
-                answer.close = "close" in tokens or (answer.close and "keep-alive" not in tokens)
-            elif name == "retry-after":
-                answer.retry_after = value
-            elif name == "content-encoding":
-                self._encoding = value.lower()
-        self._head_done = True
-        if self._chunked:
-            self._length = None
-        elif length is not None:
-            if length > _MAX_BODY:
-                raise TransportError("BodyTooLong")
-            self._length = length
-        elif status in {204, 304}:
-            self._length = 0
-        else:
-            self._length = None  # until the connection closes
-            answer.close = True
+    def _refuse(self, error: TransportError) -> None:
+        self._error = error
+        raise _Refused
 
-    def _read_chunks(self) -> None:
-        buffer = self._buffer
-        while True:
-            line_end = buffer.find(b"\r\n")
-            if line_end < 0:
-                if len(buffer) > _MAX_HEAD:
-                    raise TransportError("BadChunk")
-                return
-            size_text = bytes(buffer[:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise TransportError("BadChunk") from None
-            if size == 0:
-                # The last chunk, then optional trailers, then an empty line.
-                trailer_end = buffer.find(b"\r\n\r\n", line_end)
-                if trailer_end < 0:
-                    return
-                del buffer[: trailer_end + 4]
-                self._finish(b"".join(self._chunks))
-                return
-            if len(buffer) < line_end + 2 + size + 2:
-                return
-            start = line_end + 2
-            self._chunks.append(bytes(buffer[start : start + size]))
-            self._chunked_size += size
-            if self._chunked_size > _MAX_BODY:
-                raise TransportError("BodyTooLong")
-            if buffer[start + size : start + size + 2] != b"\r\n":
-                raise TransportError("BadChunk")
-            del buffer[: start + size + 2]
-
-    def _finish(self, body: bytes) -> None:
+    def _finish(self) -> None:
         answer, waiter = self._answer, self._waiter
         self._waiter = None
-        self.answered = bool(self._buffer)  # from here on, a byte means it spoke while idle
-        if self._encoding in ("gzip", "x-gzip", "deflate"):
-            try:
-                body = zlib.decompress(body, 47)  # 32 + 15: gzip or zlib, told by the header
-            except zlib.error:
-                if waiter is not None and not waiter.done():
-                    waiter.set_exception(TransportError("BadContentEncoding"))
-                return
-        elif self._encoding not in ("", "identity"):
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(TransportError("UnknownContentEncoding"))
-            return
-        answer.body = body
+        answer.body = b"".join(self._chunks)
+        self._chunks = []
         if waiter is not None and not waiter.done():
             waiter.set_result(answer)
 
     def _fail(self, exc: TransportError) -> None:
         waiter, self._waiter = self._waiter, None
+        self._chunks = []
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
         if self.transport is not None:
@@ -292,7 +279,7 @@ class LeanSession(HttpSession):
                 async with asyncio.timeout(self._timeout_s):
                     return await self._exchange(data)
             except TimeoutError as exc:
-                raise TransportError("TimeoutError") from exc
+                raise TransportError(f"TimeoutError: no answer in {self._timeout_s} s") from exc
 
     async def _exchange(self, data: bytes) -> Reply:
         connection = self._take_idle()
@@ -314,7 +301,7 @@ class LeanSession(HttpSession):
             if connection is not None:
                 connection.close()  # cancelled or failed mid-answer: its bytes are out of step
             raise
-        if answer.close or self._closed:
+        if answer.close or self._closed or not connection.reusable:
             connection.close()
         else:
             self._idle.append(connection)
@@ -323,13 +310,8 @@ class LeanSession(HttpSession):
     def _take_idle(self) -> _Connection | None:
         while self._idle:
             connection = self._idle.pop()
-            transport = connection.transport
-            if connection.lost or transport is None or transport.is_closing():
-                continue
-            if connection.answered:  # spoke while idle (a 408, say): out of step
-                connection.close()
-                continue
-            return connection
+            if connection.reusable:
+                return connection
         return None
 
     async def _connect(self) -> _Connection:
@@ -337,7 +319,7 @@ class LeanSession(HttpSession):
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 _transport, connection = await loop.create_connection(
-                    _Connection,
+                    lambda: _Connection(self._max_body),
                     self._host,
                     self._port,
                     ssl=self._ssl,
