@@ -55,7 +55,9 @@ __all__ = [
     "Mem0Client",
     "Observer",
     "auth_headers",
+    "listed_ids",
     "make_http_client",
+    "status_label",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,20 @@ log = logging.getLogger(__name__)
 Observer = Callable[[str, str, float], None]
 
 _ERROR_MESSAGE_LIMIT = 300
+
+# The statuses a call's metric names as they are (what Mem0, a proxy in front of it, and the
+# classification speak of); any other is named by its class ("3xx"), so that whatever is on
+# the Mem0 URL cannot mint label values (every session admits only 100 to 599).
+_LABELLED_STATUSES = frozenset(
+    {200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 409, 410, 413, 422, 429, 431}
+    | {500, 501, 502, 503, 504}
+)
+
+
+def status_label(status: int) -> str:
+    """The `status` label of a call's metric: a known status, else its class."""
+    return str(status) if status in _LABELLED_STATUSES else f"{status // 100}xx"
+
 
 # Self-hosted 502 codes (server/errors.py): these two are the request's own fault and will not
 # pass on a retry; `unknown` may be either; every other code is an outage of a dependency.
@@ -217,10 +233,9 @@ class Mem0Client(ABC):
                 response = await self._http.request(method, url, params=params, json=json)
             except TransportError as exc:
                 self._observe(operation, "error", time.perf_counter() - started)
-                raise TransientError(
-                    f"{type(exc).__name__} on {operation}", operation=operation
-                ) from exc
-            self._observe(operation, str(response.status), time.perf_counter() - started)
+                # The session's own words (what was wrong with the answer; never a URL).
+                raise TransientError(f"{exc} on {operation}", operation=operation) from exc
+            self._observe(operation, status_label(response.status), time.perf_counter() - started)
         status = response.status
         if status == 429:
             before = self.pace.rate
@@ -250,6 +265,22 @@ class Mem0Client(ABC):
                 raise AdminRoleError(message, operation=operation, status=status)
             raise AuthError(message, operation=operation, status=status)
         raise RejectedError(message, operation=operation, status=status)
+
+
+def listed_ids(results: object, operation: str) -> list[str]:
+    """The ids of a listing's `results`: a list of records, each with a string id. Of another
+    shape, the answer proves nothing (least of all that a scope is empty): the call failed."""
+    if not isinstance(results, list):
+        raise TransientError(f"{operation} answered without a list of results", operation=operation)
+    ids: list[str] = []
+    for memory in results:
+        memory_id = memory.get("id") if isinstance(memory, dict) else None
+        if not isinstance(memory_id, str) or not memory_id:
+            raise TransientError(
+                f"{operation} answered a record without an id", operation=operation
+            )
+        ids.append(memory_id)
+    return ids
 
 
 def _error_code(response: Reply) -> str | None:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from consumer.core.capabilities import OSS
 from consumer.core.events import Scope
-from consumer.mem0.client import JobStatus, Mem0Client
+from consumer.mem0.client import JobStatus, Mem0Client, listed_ids
 from consumer.mem0.errors import RejectedError
 
 __all__ = ["OssClient"]
@@ -55,8 +55,9 @@ class OssClient(Mem0Client):
             "show_expired": "true",
         }
         answer = await self._send("list", "GET", "/memories", params=params)
-        results = answer.get("results", []) if isinstance(answer, dict) else answer or []
-        return [str(memory["id"]) for memory in results][:limit]
+        # Either shape the server has had: {"results": [...]}, or the list itself.
+        results = answer.get("results") if isinstance(answer, dict) else answer
+        return listed_ids(results, "list")[:limit]
 
     async def exists(self, memory_id: str) -> bool:
         # A missing id answers 200 with null here.

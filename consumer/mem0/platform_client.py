@@ -15,7 +15,7 @@ from urllib.parse import quote
 from consumer.core.capabilities import PLATFORM
 from consumer.core.events import Scope
 from consumer.core.memory_ids import all_uuids
-from consumer.mem0.client import JobStatus, Mem0Client
+from consumer.mem0.client import JobStatus, Mem0Client, listed_ids
 from consumer.mem0.errors import JobNotFound, RejectedError, TransientError
 from consumer.mem0.http import RawJson
 
@@ -117,9 +117,11 @@ class PlatformClient(Mem0Client):
                 if exc.status == 404 and page > 1:
                     break
                 raise
-            results = answer.get("results", []) if isinstance(answer, dict) else []
-            ids.extend(str(memory["id"]) for memory in results)
-            if not results or not answer.get("next"):
+            page_ids = listed_ids(
+                answer.get("results") if isinstance(answer, dict) else None, "list"
+            )
+            ids.extend(page_ids)
+            if not page_ids or not answer.get("next"):
                 break
             page += 1
         return ids[:limit]
