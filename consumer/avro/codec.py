@@ -11,7 +11,13 @@ What `Decoder.decode` can end in:
 - `DecodeError`: the message's own fault, dead-letter it with `reason` (`decode_error` or
   `unknown_schema`);
 - `RegistryError` (from registry.py): not the message's fault; back off when `retriable`, else halt.
-  Never dead-letter for it, or a registry blip would throw good events away.
+  Never dead-letter for it, or a registry blip would throw good events away;
+- `SchemaPending` (from schema_ids.py), only with `defer_lookups`: the writer of its schema id is
+  not known yet; `look_up` it off the event loop, then decode again. The consumer's loop decodes
+  so; the commands and tests ask the registry inline.
+
+What is remembered of registry ids, and how often the registry is asked, is bounded
+(schema_ids.py): any producer can name any of four billion ids.
 
 `DecodeError` and `SchemaError` (a schema the codec will not read with; also a ValueError) derive
 from `consumer.core.errors.ConsumerError`, as the registry's errors do.
@@ -23,13 +29,14 @@ replaying once a reader that can is deployed recovers them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
@@ -49,7 +56,14 @@ from consumer.avro.framing import (
     frame_single_object,
     split_header,
 )
-from consumer.avro.registry import SchemaNotFound
+from consumer.avro.schema_ids import (
+    NOT_FOUND_TTL_S,
+    LookupLimits,
+    SchemaIds,
+    SchemaPending,
+    SchemaSource,
+    UnknownSchemaId,
+)
 from consumer.core.dlq import DlqReason
 from consumer.core.errors import ConsumerError
 from consumer.core.events import DeletionEvent, EventType, event_from_record, event_to_record
@@ -64,6 +78,7 @@ __all__ = [
     "Decoder",
     "Encoder",
     "SchemaError",
+    "SchemaPending",
     "SchemaSource",
     "SchemaStore",
     "default_schema_dir",
@@ -97,12 +112,6 @@ class DecodeError(ConsumerError):
 
 class SchemaError(ConsumerError, ValueError):
     """A schema this codec will not decode with: unparseable, recursive, or unbounded."""
-
-
-class SchemaSource(Protocol):
-    """Where Confluent-framed messages find their writer schema (a SchemaRegistryClient)."""
-
-    def get_schema(self, schema_id: int) -> str: ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -203,20 +212,23 @@ class Decoder:
         store: SchemaStore,
         registry: SchemaSource | None = None,
         *,
-        not_found_ttl: float = 60.0,
+        not_found_ttl: float = NOT_FOUND_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        defer_lookups: bool = False,
+        lookup_limits: LookupLimits | None = None,
     ) -> None:
         self._reader = store.reader
-        self._registry = registry
         self._by_fingerprint = {fp: self._plan(w) for fp, w in store.writers.items()}
-        self._by_id: dict[int, _Plan] = {}
-        # Ids are immutable: a schema we cannot use stays unusable, so remember why for good.
-        self._unusable_ids: dict[int, str] = {}
-        # A 404 may be a registry that is still replicating: ask again after a while, but not
-        # once per message of a burst.
-        self._not_found_until: dict[int, float] = {}
-        self._not_found_ttl = not_found_ttl
-        self._clock = clock
+        self._ids = SchemaIds(
+            registry,
+            self._accept,
+            defer=defer_lookups,
+            not_found_ttl=not_found_ttl,
+            clock=clock,
+            limits=lookup_limits,
+        )
+        # The plans of registry ids, read here first for every message (see `decode`).
+        self._by_id = self._ids.plans
 
     def decode(self, value: bytes | None) -> DeletionEvent:
         """One Kafka message value to an event; DecodeError or RegistryError otherwise."""
@@ -249,34 +261,34 @@ class Decoder:
         fast = known and writer.canonical == _FAST_CANONICAL_V1
         return _Plan(writer.decoding, self._reader.decoding, fast)
 
-    def _fetch(self, schema_id: int) -> _Plan:
-        if self._registry is None:
-            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id}: no schema registry set")
-        unusable = self._unusable_ids.get(schema_id)
-        if unusable is not None:
-            raise DecodeError(UNKNOWN_SCHEMA, unusable)
-        until = self._not_found_until.get(schema_id)
-        if until is not None and self._clock() < until:
-            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id} not in the registry")
+    def look_up(self, schema_id: int) -> asyncio.Task[None]:
+        """With `defer_lookups`, after SchemaPending: the lookup of `schema_id`, off the event
+        loop and rate-limited (see schema_ids.py); decode again once it is done. DecodeError
+        (`unknown_schema`) when too many lookups wait already: that id is not asked for."""
         try:
-            text = self._registry.get_schema(schema_id)
-        except SchemaNotFound as exc:
-            self._not_found_until[schema_id] = self._clock() + self._not_found_ttl
-            raise DecodeError(UNKNOWN_SCHEMA, f"schema id {schema_id} not in the registry") from exc
-        # RegistryUnavailable and other RegistryErrors propagate: not this message's fault.
-        self._not_found_until.pop(schema_id, None)
+            return self._ids.look_up(schema_id)
+        except UnknownSchemaId as exc:
+            raise DecodeError(UNKNOWN_SCHEMA, str(exc)) from None
+
+    def close(self) -> None:
+        """Stop the deferred lookups under way (on their event loop)."""
+        self._ids.close()
+
+    def _fetch(self, schema_id: int) -> _Plan:
+        try:
+            return self._ids.resolve(schema_id)
+        except UnknownSchemaId as exc:
+            raise DecodeError(UNKNOWN_SCHEMA, str(exc)) from exc
+
+    def _accept(self, schema_id: int, text: str) -> _Plan:
+        """The plan for the registry's schema `text`; UnknownSchemaId if it is unusable."""
         try:
             writer = AvroSchema.parse(text)
         except SchemaError as exc:
-            message = f"schema id {schema_id} is unusable: {exc}"
-            self._unusable_ids[schema_id] = message
-            raise DecodeError(UNKNOWN_SCHEMA, message) from exc
+            raise UnknownSchemaId(f"schema id {schema_id} is unusable: {exc}") from exc
         if _unqualified(writer.full_name) != _unqualified(self._reader.full_name):
-            message = f"schema id {schema_id} is not a {self._reader.full_name}"
-            self._unusable_ids[schema_id] = message
-            raise DecodeError(UNKNOWN_SCHEMA, message)
-        plan = self._by_id[schema_id] = self._plan(writer)
-        return plan
+            raise UnknownSchemaId(f"schema id {schema_id} is not a {self._reader.full_name}")
+        return self._plan(writer)
 
     def _read(self, plan: _Plan, value: bytes, start: int) -> DeletionEvent:
         if plan.fast and (event := read_event(value, start, plan.linked)) is not None:

@@ -3,7 +3,8 @@
 With a schema registry (`SCHEMA_REGISTRY_URL`) a receipt is Confluent-framed, its schema
 registered once under `<receipts topic>-value`; without one it is Avro single-object encoded, its
 fingerprint that of `schemas/deletion_receipt.avsc`. Reading takes either, resolving an older or
-newer writer against the shipped reader schema like the event decoder does.
+newer writer against the shipped reader schema like the event decoder does; the writers it keeps
+by registry id are bounded, as any value can name any id.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastavro import schemaless_reader
 from consumer.avro.codec import AvroSchema, SchemaSource, default_schema_dir, encode_record
 from consumer.avro.framing import FramingError, frame_confluent, frame_single_object, split_header
 from consumer.avro.registry import RegistryError
+from consumer.core.bounded import TtlCache
 from consumer.core.errors import ConsumerError
 from consumer.core.receipts import Receipt
 from consumer.core.retry import wait_out_delays
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 RECEIPT_FILE: Final = "deletion_receipt.avsc"
 RECEIPT_NAME: Final = "memory.deletion.DeletionReceipt"
+# Writers kept by registry id: a receipts topic has one or two; a parsed schema is a few kB.
+_WRITERS_BY_ID: Final = 256
 
 
 class SchemaRegistrar(Protocol):
@@ -120,7 +124,7 @@ class ReceiptDecoder:
     def __init__(self, registry: SchemaSource | None = None, directory: Path | None = None) -> None:
         self._reader, self._known = receipt_schemas(directory)
         self._registry = registry
-        self._by_id: dict[int, AvroSchema] = {}
+        self._by_id: TtlCache[int, AvroSchema] = TtlCache(_WRITERS_BY_ID)
 
     def decode(self, value: bytes | None) -> Receipt:
         try:
@@ -145,7 +149,7 @@ class ReceiptDecoder:
             writer = AvroSchema.parse(self._registry.get_schema(schema_id))
         except (RegistryError, ValueError) as exc:
             raise ReceiptDecodeError(f"schema id {schema_id}: {exc}") from exc
-        self._by_id[schema_id] = writer
+        self._by_id.put(schema_id, writer)
         return writer
 
     def _read(self, writer: AvroSchema, value: bytes, start: int) -> Receipt:

@@ -7,15 +7,21 @@ Errors, under `consumer.core.errors.ConsumerError`::
     └── SchemaNotFound       retriable = False  404: no schema with that id
 
 None of them carries the registry URL (it may hold credentials) or a schema's content.
+
+Schemas by id are cached (ids are immutable), but at most `_CACHED` of them: a producer can name
+any id, and every id the registry holds would otherwise stay in memory for good. The event
+decoder bounds what it keeps and how often it asks on its own (schema_ids.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
+from consumer.core.bounded import TtlCache
 from consumer.core.errors import ConsumerError
 
 __all__ = [
@@ -30,6 +36,9 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 # Statuses that say "try again later" rather than "this request is wrong".
 _TRANSIENT = frozenset({408, 429})
+# Schema texts kept, least recently used out first: a topic has a handful of writer versions
+# and a receipts topic one, and a schema is a few kB.
+_CACHED: Final = 1024
 
 
 class RegistryError(ConsumerError):
@@ -47,7 +56,8 @@ class SchemaNotFound(RegistryError):
 
 
 class SchemaRegistryClient:
-    """Synchronous client; schemas by id are cached forever because ids are immutable."""
+    """Synchronous client, safe to share between threads; schemas by id are cached (bounded)
+    because ids are immutable."""
 
     def __init__(
         self,
@@ -59,18 +69,22 @@ class SchemaRegistryClient:
         self._base = url.rstrip("/")
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=timeout, auth=auth)
-        self._by_id: dict[int, str] = {}
+        self._by_id: TtlCache[int, str] = TtlCache(_CACHED)
+        # The event decoder fetches on threads of its own, receipts register on another.
+        self._lock = threading.Lock()
 
     def get_schema(self, schema_id: int) -> str:
         """The schema (Avro JSON text) registered under `schema_id`."""
-        cached = self._by_id.get(schema_id)
+        with self._lock:
+            cached = self._by_id.get(schema_id)
         if cached is not None:
             return cached
         body = self._call("GET", f"/schemas/ids/{schema_id}", what=f"schema id {schema_id}")
         schema = body.get("schema")
         if not isinstance(schema, str):
             raise RegistryUnavailable(f"registry answer for schema id {schema_id} has no schema")
-        self._by_id[schema_id] = schema
+        with self._lock:
+            self._by_id.put(schema_id, schema)
         return schema
 
     def register(self, subject: str, schema: str) -> int:
@@ -84,7 +98,8 @@ class SchemaRegistryClient:
         schema_id = body.get("id")
         if not isinstance(schema_id, int) or isinstance(schema_id, bool):
             raise RegistryUnavailable("registry answer to register has no id")
-        self._by_id[schema_id] = schema
+        with self._lock:
+            self._by_id.put(schema_id, schema)
         return schema_id
 
     def close(self) -> None:
