@@ -16,14 +16,29 @@ Admitted ordinals are forgotten only once no admit can reach them again: `horizo
 behind the newest consumed event an unfinished one can be (the in-flight budget bounds it). An
 ordinal behind the one being judged is not enough: events finish in any order, and forgetting
 by it let an older event's letter through unchecked.
+
+Records that do not decode (`decode_error`, `unknown_schema`) count only where nothing decodes:
+while events within `window` of one decode, the decoder and its schemas evidently work, and the
+junk is its producer's (any producer can write any bytes, and a flood of them must not stop
+everyone's erasures); its dead letter holds it byte for byte for a replay. Where nothing
+decodes, the cause is likelier ours (a reader schema we shipped, a registry serving the wrong
+schemas, a producer's whole topic in a format we cannot read) and they count as before. The
+flushes report which events decoded (`decoded`); junk that does not count still counts as
+consumed, so a junk-heavy stream dilutes the share of the events that decode.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["DlqGuard"]
+from consumer.core.dlq import DlqReason
+
+__all__ = ["UNDECODABLE", "DlqGuard"]
+
+# The reasons of records that never became an event.
+UNDECODABLE = frozenset({DlqReason.DECODE_ERROR, DlqReason.UNKNOWN_SCHEMA})
 
 
 @dataclass(slots=True)
@@ -35,6 +50,9 @@ class DlqGuard:
     tripped: bool = False
     consumed: int = 0  # events consumed so far; event n (0-based) has ordinal n
     _dead: list[int] = field(default_factory=list)  # ordinals admitted, sorted
+    # The lowest and highest decoded ordinal of each stretch of `window` ordinals (by
+    # ordinal // window): enough to tell exactly whether one decoded within `window` of n.
+    _decoded: dict[int, list[int]] = field(default_factory=dict)
 
     def consume(self, count: int) -> int:
         """`count` more events were consumed; returns the ordinal of the first of them."""
@@ -42,8 +60,28 @@ class DlqGuard:
         self.consumed += count
         return first
 
-    def admit(self, ordinal: int) -> bool:
-        """May the dead letter of event `ordinal` be written? Counts it when it may."""
+    def decoded(self, ordinals: Sequence[int]) -> None:
+        """These events decoded; `ordinals` ascending (a flush's, in consumption order). Costs
+        a few steps per stretch of `window` they span, not per event."""
+        spans, window = self._decoded, self.window
+        at, end = 0, len(ordinals)
+        while at < end:
+            stretch = ordinals[at] // window
+            # The last of them in this stretch: the first of the next one, less one.
+            last = bisect.bisect_left(ordinals, (stretch + 1) * window, at) - 1
+            low, high = ordinals[at], ordinals[last]
+            span = spans.get(stretch)
+            if span is None:
+                # A stretch begun: those out of every reach go (once a window, so cheap).
+                self._forget_decoded(self.consumed - self.horizon - self.window)
+                spans[stretch] = [low, high]
+            else:
+                span[0], span[1] = min(span[0], low), max(span[1], high)
+            at = last + 1
+
+    def admit(self, ordinal: int, reason: DlqReason | None = None) -> bool:
+        """May the dead letter of event `ordinal` be written? Counts it when it may, unless it
+        never decoded and events near it did."""
         if self.tripped:
             return False
         dead = self._dead
@@ -51,6 +89,8 @@ class DlqGuard:
         reach = self.consumed - self.horizon - self.window
         if dead and dead[0] < reach:
             del dead[: bisect.bisect_left(dead, reach)]
+        if reason in UNDECODABLE and self._decoding_near(ordinal):
+            return True
         near = bisect.bisect_left(dead, ordinal + self.window) - bisect.bisect_right(
             dead, ordinal - self.window
         )
@@ -67,3 +107,21 @@ class DlqGuard:
         oldest = self.consumed - self.window
         seen = min(self.consumed, self.window)
         return sum(1 for o in self._dead if o >= oldest) / seen if seen else 0.0
+
+    def _decoding_near(self, ordinal: int) -> bool:
+        """Whether an event within `window` of `ordinal` (either side) decoded."""
+        window, spans = self.window, self._decoded
+        stretch = ordinal // window
+        if stretch in spans:
+            return True
+        before, after = spans.get(stretch - 1), spans.get(stretch + 1)
+        return (before is not None and before[1] > ordinal - window) or (
+            after is not None and after[0] < ordinal + window
+        )
+
+    def _forget_decoded(self, reach: int) -> None:
+        """Forget the stretches no event that may still be judged is within `window` of."""
+        spans = self._decoded
+        oldest = reach // self.window - 1
+        for stretch in [s for s in spans if s < oldest]:
+            del spans[stretch]

@@ -79,7 +79,7 @@ class DeadLetterSink:
         self, message: Message, ordinal: int, letter: DeadLetter, event_type: str
     ) -> None:
         """Write `message`'s dead letter; `ordinal` is its place in consumption order."""
-        if not self.guard.admit(ordinal):
+        if not self.guard.admit(ordinal, letter.reason):
             if not self.held:
                 self.held = True
                 log.error(

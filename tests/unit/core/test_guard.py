@@ -1,4 +1,5 @@
-"""The dead-letter guard trips before the write that passes its share, and only then."""
+"""The dead-letter guard trips before the write that passes its share, and only then; records
+that never decoded count only where nothing near them decodes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumer.core.dlq import DlqReason
 from consumer.core.guard import DlqGuard
 
 
@@ -85,3 +87,71 @@ def test_letters_out_of_every_reach_are_forgotten() -> None:
     guard.consume(1000)
     assert guard.admit(first + 1005)
     assert guard._dead == [first + 1005]
+
+
+# --- records that never decoded (issue 16) ------------------------------------------------------
+
+JUNK = DlqReason.UNKNOWN_SCHEMA
+
+
+def test_junk_among_events_that_decode_does_not_count() -> None:
+    """Nine records in ten junk from one producer, the tenth a valid erasure: the decoder
+    works, the junk is its producer's, and no share of it stops the consumer."""
+    guard = DlqGuard(window=100, max_share=0.5, min_events=10)
+    first = guard.consume(5000)
+    guard.decoded([first + n for n in range(0, 5000, 10)])
+    assert all(guard.admit(first + n, JUNK) for n in range(5000) if n % 10)
+    assert all(guard.admit(first + n, DlqReason.DECODE_ERROR) for n in range(0, 5000, 10))
+    assert not guard.tripped
+    assert guard.share == 0.0  # none of it counted
+
+
+def test_junk_where_nothing_decodes_counts_as_before() -> None:
+    """Nothing decodes: the likelier cause is ours (a reader schema, the registry), so it stops."""
+    guard = DlqGuard(window=100, max_share=0.5, min_events=10)
+    first = guard.consume(300)
+    admitted = sum(guard.admit(first + n, DlqReason.DECODE_ERROR) for n in range(300))
+    assert guard.tripped and admitted <= 50
+
+
+def test_junk_counts_once_decoded_events_are_out_of_its_window() -> None:
+    guard = DlqGuard(window=10, max_share=0.5, min_events=10)
+    first = guard.consume(100)
+    guard.decoded([first + 50])
+    assert guard.admit(first + 41, JUNK) and guard.admit(first + 59, JUNK)  # within 10: free
+    assert guard._dead == []
+    assert guard.admit(first + 40, JUNK)  # 10 away: counted
+    assert guard._dead == [first + 40]
+
+
+def test_decoded_events_do_not_excuse_events_that_decoded_and_failed() -> None:
+    guard = DlqGuard(window=100, max_share=0.5, min_events=10)
+    first = guard.consume(300)
+    guard.decoded([first + n for n in range(300)])
+    admitted = sum(guard.admit(first + n, DlqReason.REJECTED) for n in range(300))
+    assert guard.tripped and admitted <= 50
+
+
+@given(
+    st.sets(st.integers(0, 400), max_size=60),
+    st.integers(0, 400),
+    st.integers(1, 60),
+)
+def test_decoding_near_is_exact(decoded: set[int], ordinal: int, window: int) -> None:
+    """However the decoded ordinals fall into stretches, and in however many reports."""
+    guard = DlqGuard(window=window)
+    guard.consume(401)
+    ordered = sorted(decoded)
+    guard.decoded(ordered[::2])
+    guard.decoded(ordered[1::2])
+    expected = any(abs(o - ordinal) < window for o in decoded)
+    assert guard._decoding_near(ordinal) is expected
+
+
+def test_decoded_stretches_out_of_every_reach_are_forgotten() -> None:
+    guard = DlqGuard(window=10, horizon=100)
+    first = guard.consume(10)
+    guard.decoded([first + 3])
+    guard.consume(10_000)
+    guard.decoded([first + 10_005])
+    assert list(guard._decoded) == [(first + 10_005) // 10]
