@@ -87,7 +87,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past C's
         return None
     if when.tzinfo is None:
         return None

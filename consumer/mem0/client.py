@@ -34,6 +34,7 @@ from consumer.core.retry import Verdict, classify, parse_retry_after
 from consumer.mem0.errors import (
     AdminRoleError,
     AuthError,
+    Mem0Error,
     RejectedError,
     TransientError,
     UncertainError,
@@ -236,6 +237,21 @@ class Mem0Client(ABC):
                 # The session's own words (what was wrong with the answer; never a URL).
                 raise TransientError(f"{exc} on {operation}", operation=operation) from exc
             self._observe(operation, status_label(response.status), time.perf_counter() - started)
+        try:
+            return self._conclude(operation, response, missing_ok)
+        except Mem0Error:
+            raise
+        except Exception as exc:
+            # Whatever reading a hostile answer raised that nothing here foresaw: this call
+            # failed (and is retried), never the flush that made it.
+            raise TransientError(
+                f"{type(exc).__name__} reading the answer to {operation}",
+                operation=operation,
+                status=response.status,
+            ) from exc
+
+    def _conclude(self, operation: str, response: Reply, missing_ok: bool) -> Any:
+        """The answer's JSON when the call succeeded, else the typed error it means."""
         status = response.status
         if status == 429:
             before = self.pace.rate
@@ -307,4 +323,5 @@ def _error_text(response: Reply) -> str:
         text = body.get("error") or body.get("message") or body.get("detail") or body
     elif body is None:
         text = response.reason
-    return " ".join(str(text).split())[:_ERROR_MESSAGE_LIMIT]
+    # Cut before the split: a body may be megabytes, the message is a line.
+    return " ".join(str(text)[: _ERROR_MESSAGE_LIMIT * 2].split())[:_ERROR_MESSAGE_LIMIT]

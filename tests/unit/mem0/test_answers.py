@@ -131,6 +131,40 @@ def test_a_well_formed_listing_still_lists() -> None:
     assert asyncio.run(main()) == (["m1", "m2"], ["m1", "m2"])
 
 
+@pytest.mark.parametrize(
+    "retry_after",
+    ["Mon, 01 Jan 9999999999 00:00:00 GMT", "Mon, 01 Jan 99999999999999999999999 00:00:00 GMT"],
+)
+def test_a_retry_after_past_any_calendar_is_ignored_not_raised(retry_after: str) -> None:
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": retry_after}, content=b"{}")
+
+    async def main() -> TransientError:
+        with pytest.raises(TransientError) as caught:
+            await client(PlatformClient, handler).delete("m")
+        return caught.value
+
+    error = asyncio.run(main())
+    assert error.status == 429 and error.retry_after_s is None and "HTTP 429" in str(error)
+
+
+def test_an_answer_that_breaks_its_reading_fails_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The net under everything that reads an answer: an exception nothing foresaw (here, the
+    error text's reading itself) is a TransientError of that call."""
+
+    def broken(_response: Reply) -> str:
+        raise UnicodeError("what no test thought of")
+
+    monkeypatch.setattr("consumer.mem0.client._error_text", broken)
+
+    async def main() -> TransientError:
+        with pytest.raises(TransientError) as caught:
+            await client(PlatformClient, answering(500, {})).delete("m")
+        return caught.value
+
+    assert "UnicodeError reading the answer to delete" in str(asyncio.run(main()))
+
+
 def test_the_status_label_is_a_known_status_or_a_class() -> None:
     labels: set[str] = set()
 
