@@ -1,9 +1,12 @@
 """HTTP client cost against the sandbox: `python -m bench.http_client [--requests 3000]`.
 
 Runs the Mem0 sandbox in its own process and sends the same deletes (404s, so the store stays
-the same) with httpx, with this project's two sessions (consumer/mem0/http.py over aiohttp, and
-consumer/mem0/lean_http.py) and with bare aiohttp, reporting requests per second and client CPU per
-request, and the ratio of each rate to httpx's.
+the same) with httpx, with this project's three sessions (consumer/mem0/http.py over aiohttp
+and over httpx, and consumer/mem0/lean_http.py, whose answers llhttp parses through httptools),
+with bare aiohttp, and, in a git checkout, with the lean client as it was before llhttp (its
+hand-written parser, loaded from the newest commit of lean_http.py that does not import
+httptools; a reference for the parser's cost, never a client to use: it took `0x5` for a chunk
+size). It reports requests per second and client CPU per request, and each rate against httpx's.
 """
 
 from __future__ import annotations
@@ -13,17 +16,43 @@ import asyncio
 import subprocess
 import sys
 import time
+import types
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import httpx
 
 from consumer.kafka.broker import free_port
-from consumer.mem0.http import AiohttpSession, HttpSession
+from consumer.mem0.http import AiohttpSession, HttpSession, HttpxSession
 from consumer.mem0.lean_http import LeanSession
 
 Send = Callable[[str], Awaitable[int]]
+_LEAN = "consumer/mem0/lean_http.py"
+
+
+def legacy_lean() -> type[HttpSession] | None:
+    """The lean session of the newest commit whose lean_http.py parsed answers by hand, or None
+    outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    try:
+        for commit in git("log", "--format=%H", "--", _LEAN).split():
+            source = git("show", f"{commit}:{_LEAN}")
+            if "import httptools" not in source:
+                module = types.ModuleType("bench_legacy_lean_http")
+                exec(compile(source, f"{commit[:10]}:{_LEAN}", "exec"), module.__dict__)
+                session: type[HttpSession] = module.LeanSession
+                return session
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return None
 
 
 async def measure(send: Send, requests: int, concurrency: int) -> tuple[float, float]:
@@ -52,10 +81,15 @@ async def run(base: str, requests: int, concurrency: int) -> list[tuple[str, flo
         results.append(
             ("httpx (default transport)", *await measure(send_plain, requests, concurrency))
         )
-    for label, session in (
+    sessions: list[tuple[str, type[HttpSession]]] = [
+        ("HttpxSession (ours)", HttpxSession),
         ("AiohttpSession (ours)", AiohttpSession),
-        ("LeanSession (ours, default)", LeanSession),
-    ):
+        ("LeanSession (llhttp, default)", LeanSession),
+    ]
+    legacy = legacy_lean()
+    if legacy is not None:
+        sessions.append(("LeanSession (before llhttp)", legacy))
+    for label, session in sessions:
         ours = session(base, headers, timeout_s=30, max_connections=concurrency)
 
         async def send_ours(path: str, ours: HttpSession = ours) -> int:
@@ -102,9 +136,9 @@ def main() -> int:
         server.terminate()
         server.wait()
     base_rate = results[0][1]
-    print(f"{'client':<28}{'req/s':>9}{'CPU us/req':>12}{'x rate':>9}")
+    print(f"{'client':<32}{'req/s':>9}{'CPU us/req':>12}{'x rate':>9}")
     for name, rate, cpu in results:
-        print(f"{name:<28}{rate:>9.0f}{cpu:>12.0f}{rate / base_rate:>9.1f}")
+        print(f"{name:<32}{rate:>9.0f}{cpu:>12.0f}{rate / base_rate:>9.1f}")
     return 0
 
 
