@@ -160,7 +160,8 @@ async def serve(
     schema_registry = (
         SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
     )
-    decoder = Decoder(SchemaStore.from_directory(), schema_registry)
+    # Registry lookups off the event loop, rate-limited (avro/schema_ids.py).
+    decoder = Decoder(SchemaStore.from_directory(), schema_registry, defer_lookups=True)
     # librdkafka's own log lines go through Python logging (JSON), not straight to stderr.
     kafka_log = {"logger": logging.getLogger("consumer.kafka")}
     consumer = _kafka_client(Consumer, {**consumer_config(settings), **kafka_log})
@@ -216,6 +217,7 @@ async def serve(
         if left:
             log.error("producer closed with undelivered records", extra={"count": left})
         await client.aclose()
+        decoder.close()
         if schema_registry is not None:
             schema_registry.close()
         if health is not None:

@@ -5,6 +5,12 @@ letter), or as a duplicate of an earlier record of the same flush. With receipts
 record is settled only once the broker has acknowledged its receipt (a duplicate's too), so no
 committed event lacks one. What is left to do per event is kept in a `FlushLedger` (pure);
 this module does the waiting and the writing around it.
+
+A record whose registry schema id is not known yet (`SchemaPending`) does not hold up the rest:
+the flush asks for the lookup (off the event loop, rate-limited: avro/schema_ids.py), plans and
+carries out what decoded, and hands the records waiting on each id, once it is answered, to a
+flush of their own. Which records decoded is told to the dead-letter guard, which does not let
+junk among events that decode stop the consumer (core/guard.py).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from consumer.avro.codec import DecodeError, Decoder
+from consumer.avro.codec import DecodeError, Decoder, SchemaPending
 from consumer.avro.registry import RegistryError
 from consumer.core.capabilities import Capabilities
 from consumer.core.dlq import DeadLetter, DlqReason
@@ -38,6 +44,7 @@ from consumer.kafka.dead_letter_sink import DeadLetterSink
 from consumer.kafka.receipt_sink import ReceiptSink
 from consumer.pipeline.executor import Executor
 from consumer.pipeline.in_flight import InFlight, Record
+from consumer.telemetry.logs import logged_scope
 from consumer.telemetry.metrics import Metrics, observe_many
 from consumer.telemetry.progress import FlushSummary, ProgressLog
 
@@ -77,6 +84,9 @@ class Flush:
         self._events: list[DeletionEvent] = []
         self._owners: list[Record] = []
         self._ledger: FlushLedger | None = None
+        self._deferred = 0  # records handed to later flushes, once their schema is looked up
+        # Set once this flush has decoded what it could (see `_dead`).
+        self.decoded = asyncio.Event()
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -90,11 +100,16 @@ class Flush:
             try:
                 planned = await self._decode_and_plan(chores)
             except BaseException:
-                in_flight.planned(len(self._records), 0)
+                in_flight.planned(len(self._records) - self._deferred, 0)
                 raise
-            in_flight.planned(len(self._records), len(planned.operations))
+            finally:
+                self.decoded.set()
+            # The deferred records are planned (and counted) by their own flushes.
+            mine = len(self._records) - self._deferred
+            in_flight.planned(mine, len(planned.operations))
 
-        self._metrics.observe_flush(len(self._records), len(planned.operations))
+        self._metrics.observe_flush(mine, len(planned.operations))
+        self._summary.events = mine
         self._summary.operations = len(planned.operations)
         self._ledger = FlushLedger(planned)
         chores.extend(asyncio.ensure_future(self._carry_out(op)) for op in planned.operations)
@@ -107,9 +122,14 @@ class Flush:
         self._parts.summaries.flush_done(self._summary)
 
     async def _decode_and_plan(self, chores: list[asyncio.Future[None]]) -> Plan:
-        """Decode every record (bad ones to the DLQ, as chores) and plan the good ones."""
-        records, decode = self._records, self._parts.decoder.decode
+        """Decode every record (bad ones to the DLQ, as chores; those whose schema is being
+        looked up to flushes of their own, as chores) and plan the good ones."""
+        records, decoder = self._records, self._parts.decoder
+        decode = decoder.decode
         events, owners = self._events, self._owners
+        undecodable: list[tuple[Record, DeadLetter]] = []
+        waiting: dict[int, list[Record]] = {}  # by schema id, records whose lookup is under way
+        lookups: dict[int, asyncio.Task[None]] = {}
         for first in range(0, len(records), _DECODE_SLICE):
             if first:
                 # Decoding never waits; let the replies of other flushes in meanwhile.
@@ -119,15 +139,45 @@ class Flush:
                 try:
                     try:
                         event = decode(value)
-                    except RegistryError as exc:  # rare: only then wait and retry
+                    except SchemaPending as pending:  # rare: an id met for the first time
+                        schema_id = pending.schema_id
+                        if schema_id not in lookups:
+                            # DecodeError when too many lookups wait already.
+                            lookups[schema_id] = decoder.look_up(schema_id)
+                        waiting.setdefault(schema_id, []).append(record)
+                        continue
+                    except RegistryError as exc:  # rare, and only with inline lookups
                         event = await self._decode_patiently(value, exc)
                 except DecodeError as exc:
-                    letter = self._letter(record, exc.reason, str(exc), None)
-                    chores.append(asyncio.ensure_future(self._dead(record, letter, "unknown")))
+                    undecodable.append((record, self._letter(record, exc.reason, str(exc), None)))
                     continue
                 events.append(event)
                 owners.append(record)
+        # The guard judges the undecodable by whether events near them decoded: tell it first.
+        self._dead_letters.guard.decoded([owner.ordinal for owner in owners])
+        later: list[asyncio.Event] = []
+        for schema_id, held in waiting.items():
+            child = Flush(held, self._parts)
+            later.append(child.decoded)
+            chores.append(asyncio.ensure_future(self._after_lookup(lookups[schema_id], child)))
+            self._deferred += len(held)
+        chores.extend(
+            asyncio.ensure_future(self._dead(record, letter, "unknown", later))
+            for record, letter in undecodable
+        )
         return plan(events, self._parts.caps)
+
+    async def _after_lookup(self, lookup: asyncio.Task[None], child: Flush) -> None:
+        """Once `lookup` has its answer, the records waiting on it are a flush of their own
+        (`child`); those whose schema is still unknown then are dead-lettered by it."""
+        try:
+            # asyncio.wait, not await: cancelling this flush must not cancel a lookup that
+            # other flushes wait on too.
+            await asyncio.wait([lookup])
+            lookup.result()  # a lookup that failed (a bug) fails this flush too
+            await child.run()
+        finally:
+            child.decoded.set()  # if it never ran, no letter may wait on it for ever
 
     async def _decode_patiently(self, value: bytes | None, error: RegistryError) -> DeletionEvent:
         """Decode after `error`, waiting out a registry that cannot be reached or refuses our
@@ -193,6 +243,18 @@ class Flush:
             letter = self._letter(record, failure.reason, failure.message, event.event_id, failure)
         if letter is not None:
             await self._dead_letters.write(record.message, record.ordinal, letter, event.type.value)
+            # An erasure that did not happen: its scope hashed (in clear only with
+            # LOG_IDS_IN_CLEAR), which `deletion-consumer hash-id` finds a user's by.
+            log.warning(
+                "event dead-lettered",
+                extra={
+                    "reason": letter.reason,
+                    "event_type": event.type.value,
+                    "event_id": event.event_id,
+                    "scope": logged_scope(event.scope),
+                    "memory_id_count": len(event.memory_ids),
+                },
+            )
         if self._receipts is not None:
             await self._receipts.write(self._receipts_for(ref, letter, self._receipts))
         if letter is None:
@@ -283,7 +345,13 @@ class Flush:
         copies = ledger.copies(ref)
         return [receipt, *(duplicate(receipt, _position(self._owners[c])) for c in copies)]
 
-    async def _dead(self, record: Record, letter: DeadLetter, event_type: str) -> None:
+    async def _dead(
+        self, record: Record, letter: DeadLetter, event_type: str, after: list[asyncio.Event]
+    ) -> None:
+        # Until the records deferred beside it have decoded (or not), the guard could not tell
+        # junk among events from nothing decoding (core/guard.py).
+        for decoded in after:
+            await decoded.wait()
         await self._dead_letters.write(record.message, record.ordinal, letter, event_type)
         self._summary.dead_lettered += 1
         self._in_flight.settle([record])
