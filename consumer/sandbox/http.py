@@ -3,6 +3,15 @@
 Request bodies come with Content-Length or chunked. Each response leaves in exactly one
 `transport.write` (headers and body joined): a split write lets Nagle and delayed ACKs stall a
 keep-alive client for 40 ms.
+
+The framing is parsed strictly, before any route or key is looked at, because the sandbox may
+listen on every interface (the compose file does): a Content-Length or chunk size that is not
+plain digits (`-2`, `+5`, `0x10`, `1_0`, which `int()` takes) is a 400 and the connection
+closes, so no input can send the parser backwards (a chunk size of -2 once looped for ever);
+a body or chunk over `MAX_BODY` is a 413 before a byte of it is awaited; a request with both
+Content-Length and Transfer-Encoding (or two different lengths) is refused, as a proxy in front
+might frame it otherwise. Chunks are consumed as they arrive, so a body costs one pass, and
+reading pauses while more than a request's worth of bytes is waiting for a held request.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -21,7 +31,17 @@ __all__ = ["App", "Connections", "Request", "Response", "encode_response", "star
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
-MAX_BODY = 512 * 1024 * 1024
+# The largest body the sandbox's users send is a seeding of 50,000 memories (~2 MB,
+# bench/sandbox_capacity.py); a batch_delete of 1000 ids is ~40 KB.
+MAX_BODY = 64 * 1024 * 1024
+# A chunk-size line (hex digits, maybe an extension): nothing legitimate comes near this.
+MAX_CHUNK_LINE = 4 * 1024
+# Past this many bytes waiting in the buffer (pipelined behind a request held for its injected
+# latency), reading pauses until they are taken.
+_HIGH_WATER = MAX_HEAD + MAX_BODY
+
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
@@ -99,6 +119,8 @@ class _HttpProtocol(asyncio.Protocol):
         # The pending answer of a request held for its latency: a timer, not a task (a task
         # and a sleep per request were a tenth of the sandbox's CPU under load).
         self._pending: asyncio.TimerHandle | None = None
+        self._chunked: _ChunkedBody | None = None  # a chunked body being received
+        self._reading_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -131,15 +153,24 @@ class _HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         self._process()
+        if (
+            len(self._buffer) > _HIGH_WATER
+            and not self._reading_paused
+            and self._transport is not None
+        ):
+            self._reading_paused = True
+            self._transport.pause_reading()
 
     def _process(self) -> None:
         while not self._busy and not self._paused and self._transport is not None:
             try:
                 request = self._parse()
             except _BadRequest as exc:
+                self._buffer.clear()  # nothing after a framing error can be trusted
                 self._send(Response(exc.status, {"detail": str(exc)}), keep_alive=False)
                 return
             if request is None:
+                self._resume_reading()
                 return
             delay = self._app.delay_for(request)
             if delay > 0:
@@ -147,6 +178,11 @@ class _HttpProtocol(asyncio.Protocol):
                 self._pending = asyncio.get_running_loop().call_later(delay, self._later, request)
                 return
             self._respond(request)
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
 
     def _later(self, request: Request) -> None:
         self._busy = False
@@ -206,18 +242,22 @@ class _HttpProtocol(asyncio.Protocol):
     def _body(self, headers: dict[str, str]) -> bytes | None:
         """The whole body once it has arrived (consumed from the buffer), else None."""
         buffer = self._buffer
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            parsed = _parse_chunked(buffer)
-            if parsed is None:
-                return None
-            body, used = parsed
-            del buffer[:used]
+        if "transfer-encoding" in headers:
+            if headers["transfer-encoding"].strip().lower() != "chunked":
+                raise _BadRequest(400, "Unsupported Transfer-Encoding (only chunked)")
+            if "content-length" in headers:
+                raise _BadRequest(400, "Both Content-Length and Transfer-Encoding")
+            if self._chunked is None:
+                self._chunked = _ChunkedBody()
+            body = self._chunked.take(buffer)
+            if body is not None:
+                self._chunked = None
             return body
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            raise _BadRequest(400, "Invalid Content-Length") from None
-        if length < 0 or length > MAX_BODY:
+        text = headers.get("content-length", "0").strip()
+        if not _DIGITS.fullmatch(text.encode("latin-1")):
+            raise _BadRequest(400, "Invalid Content-Length")
+        length = int(text)
+        if length > MAX_BODY:
             raise _BadRequest(413, "Request body too large")
         if len(buffer) < length:
             return None
@@ -247,41 +287,70 @@ def _parse_head(raw: bytes) -> tuple[str, str, str, dict[str, str]]:
         name, sep, value = line.partition(":")
         if not sep:
             raise _BadRequest(400, "Malformed header line")
-        headers[name.strip().lower()] = value.strip()
+        key, value = name.strip().lower(), value.strip()
+        if key in _FRAMING and headers.get(key, value) != value:
+            # Two framings of one body: whichever a proxy in front chose, we might not.
+            raise _BadRequest(400, f"Conflicting {name.strip()} headers")
+        headers[key] = value
     return parts[0].upper(), parts[1], parts[2], headers
 
 
-def _parse_chunked(buffer: bytearray) -> tuple[bytes, int] | None:
-    """(body, bytes used) once the last chunk and trailers are in, else None."""
-    body = bytearray()
-    pos = 0
-    while True:
-        line_end = buffer.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        size_text = bytes(buffer[pos:line_end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise _BadRequest(400, "Invalid chunk size") from None
-        pos = line_end + 2
-        if size == 0:
-            break
-        if len(buffer) < pos + size + 2:
-            return None
-        body += buffer[pos : pos + size]
-        pos += size + 2
-        if len(body) > MAX_BODY:
-            raise _BadRequest(413, "Request body too large")
-    # Trailers (usually none) end with an empty line.
-    while True:
-        line_end = buffer.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        empty = line_end == pos
-        pos = line_end + 2
-        if empty:
-            return bytes(body), pos
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+class _ChunkedBody:
+    """A chunked body, consumed from the buffer chunk by chunk as it arrives (one pass)."""
+
+    __slots__ = ("body", "trailer_bytes", "trailers")
+
+    def __init__(self) -> None:
+        self.body = bytearray()
+        self.trailers = False  # the last chunk is in; trailers (usually none) until a blank line
+        self.trailer_bytes = 0
+
+    def take(self, buffer: bytearray) -> bytes | None:
+        """The body once the last chunk and the trailers are in (all consumed), else None."""
+        while not self.trailers:
+            line_end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
+            if line_end < 0:
+                if len(buffer) > MAX_CHUNK_LINE:
+                    raise _BadRequest(400, "Invalid chunk size line")
+                return None
+            size = _chunk_size(bytes(buffer[:line_end]))
+            if size == 0:
+                del buffer[: line_end + 2]
+                self.trailers = True
+                break
+            if len(self.body) + size > MAX_BODY:
+                raise _BadRequest(413, "Request body too large")
+            start = line_end + 2
+            end = start + size
+            if len(buffer) < end + 2:
+                return None
+            if buffer[end : end + 2] != b"\r\n":
+                raise _BadRequest(400, "Chunk not followed by CRLF")
+            self.body += buffer[start:end]
+            del buffer[: end + 2]
+        while True:
+            line_end = buffer.find(b"\r\n")
+            if line_end < 0:
+                if self.trailer_bytes + len(buffer) > MAX_HEAD:
+                    raise _BadRequest(431, "Request header fields too large")
+                return None
+            del buffer[: line_end + 2]
+            if line_end == 0:
+                return bytes(self.body)
+            self.trailer_bytes += line_end + 2
+            if self.trailer_bytes > MAX_HEAD:
+                raise _BadRequest(431, "Request header fields too large")
+
+
+def _chunk_size(line: bytes) -> int:
+    """A chunk-size line's size: hex digits only (`int(_, 16)` also takes -2, 0x10 and 1_0)."""
+    text = line.split(b";", 1)[0].strip(b" \t")
+    if not _HEX.fullmatch(text):
+        raise _BadRequest(400, "Invalid chunk size")
+    return int(text, 16)
 
 
 async def start_http_server(
