@@ -1,4 +1,5 @@
-"""Command line: `deletion-consumer run | replay | receipts | demo | produce | sandbox | config`.
+"""Command line: `deletion-consumer run | replay | receipts | demo | produce | sandbox | config |
+hash-id`.
 
 Parses, loads settings, and hands over; a bad setting exits 2 with one line naming it.
 """
@@ -37,6 +38,16 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print the effective configuration, masked")
     add_arguments(config)
+
+    hash_id = commands.add_parser(
+        "hash-id",
+        help="print each identifier as the logs show it (its keyed hash: needs LOG_HASH_KEY), "
+        "to grep a user's lines",
+    )
+    add_arguments(hash_id)
+    hash_id.add_argument(
+        "values", nargs="+", metavar="VALUE", help="a user, agent, run or memory id"
+    )
 
     demo = commands.add_parser(
         "demo", help="local broker + Mem0 sandbox: publish sample events, consume, show the result"
@@ -94,12 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.workers > 1:
                 from consumer.commands.workers import run_workers
 
-                return run_workers(args.workers, sys.argv[1:], settings.metrics_port, early)
+                return run_workers(args.workers, args, settings.metrics_port, early)
             return _run(settings, early)
         if args.command == "config":
             for name, value in from_args(args, os.environ, needs_mem0=False).describe().items():
                 print(f"{name}={value}")
             return 0
+        if args.command == "hash-id":
+            from consumer.commands.hash_id import print_hashes
+
+            return print_hashes(from_args(args, os.environ, needs_mem0=False), args.values)
         if args.command == "produce":
             from consumer.commands.produce import produce_lines
 
@@ -109,10 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "replay":
             from consumer.replay import run_replay
-            from consumer.telemetry.logs import configure_logging
 
             settings = from_args(args, os.environ, needs_mem0=False)
-            configure_logging(settings.log_level, settings.log_format)
+            _configure_logging(settings)
             return run_replay(args, settings)
         if args.command == "receipts":
             from consumer.commands.receipt_lookup import run_receipts
@@ -128,11 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETTING
 
 
-def _run(settings: Settings, early_signals: list[int]) -> int:
-    from consumer.service import serve
+def _configure_logging(settings: Settings) -> None:
+    """Logs as the settings say, identifiers hashed with their key (or in clear if asked)."""
+    from consumer.commands.hash_id import id_hasher
     from consumer.telemetry.logs import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, ids=id_hasher(settings))
+
+
+def _run(settings: Settings, early_signals: list[int]) -> int:
+    from consumer.service import serve
+
+    _configure_logging(settings)
     _tune_gc()
 
     async def main_loop() -> None:

@@ -196,7 +196,9 @@ async def serve(
     app = ConsumerApp(consumer, parts, loop_limits(settings), downstream=downstream)
     health = None
     if settings.metrics_port:
-        health = HealthServer(settings.metrics_port, registry, app.readiness)
+        health = HealthServer(
+            settings.metrics_port, registry, app.readiness, host=settings.metrics_host
+        )
         health.start()
     log.info("consumer starting", extra={"settings": settings.describe()})
     if on_ready is not None:

@@ -3,40 +3,47 @@
 Each worker is a plain `deletion-consumer run` (so the group shares partitions among them as
 among any instances); worker i serves metrics on METRICS_PORT + i. Signals are passed on, and
 the exit code is the worst of the workers'.
+
+A worker's command line is the parent's settings flags rendered again (`child_arguments`),
+never the parent's argv: a command line is readable by every user of the machine, so a secret
+given as a flag (`--mem0-api-key`, a secret `--kafka-property`) reaches the workers through
+their environment instead, and is in no worker's command line. (The parent's own command line
+still shows it: README says to prefer `MEM0_API_KEY_FILE`.) METRICS_PORT goes through the
+environment too, as each worker's differs.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 
-__all__ = ["run_workers"]
+from consumer.settings.flags import child_arguments
 
-
-def _without_workers(argv: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--workers":
-            skip = True
-        elif not arg.startswith("--workers="):
-            out.append(arg)
-    return out
+__all__ = ["run_workers", "worker_command"]
 
 
-def run_workers(count: int, argv: Sequence[str], metrics_port: int, early: list[int]) -> int:
-    command = [sys.executable, "-m", "consumer", *_without_workers(argv)]
+def worker_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """A worker's command line and environment (before its METRICS_PORT), from `run`'s `args`."""
+    flags, changes = child_arguments(args, omit=("metrics_port",))
+    env = dict(os.environ)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return [sys.executable, "-m", "consumer", "run", *flags], env
+
+
+def run_workers(count: int, args: argparse.Namespace, metrics_port: int, early: list[int]) -> int:
+    command, base_env = worker_command(args)
     children: list[subprocess.Popen[bytes]] = []
     for index in range(count):
-        env = dict(os.environ)
-        if metrics_port:
-            env["METRICS_PORT"] = str(metrics_port + index)
+        env = dict(base_env)
+        env["METRICS_PORT"] = str(metrics_port + index if metrics_port else 0)
         children.append(subprocess.Popen(command, env=env))
 
     def forward(signum: int, _frame: object) -> None:

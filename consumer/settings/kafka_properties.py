@@ -19,8 +19,13 @@ _NOT_PROPERTIES = re.compile(
     r"KAFKA_(PORT|SERVICE_HOST|SERVICE_PORT)(_.*)?"
     r"|KAFKA_(HOME|VERSION|OPTS|HEAP_OPTS|JVM_PERFORMANCE_OPTS|LOG4J_OPTS|JMX_OPTS|GC_LOG_OPTS)"
 )
+# Named like a secret anywhere in the name (`key` takes in every `ssl.key.*`, `ssl.keystore.*`
+# and `sasl.kerberos.keytab`), and whole families that carry one: every `sasl.oauthbearer.*`
+# (`.config` holds a principal and maybe a secret, `.extensions` tokens, `.assertion.*` a
+# private key or its template), and the kinit command (which may embed a password).
 _SECRET_PROPERTY = re.compile(
-    r"password|passphrase|secret|key|token|credential|oauthbearer\.config"
+    r"password|passphrase|secret|key|token|credential"
+    r"|^sasl\.oauthbearer\.|^sasl\.kerberos\.kinit\.cmd$"
 )
 
 
@@ -47,5 +52,6 @@ def is_passed_through(name: str) -> bool:
 
 
 def is_secret_property(prop: str) -> bool:
-    """Named like a password, secret, key or token: never rendered."""
-    return _SECRET_PROPERTY.search(prop) is not None
+    """Named like a password, secret, key or token, or of a family that carries one (every
+    `sasl.oauthbearer.*`, `ssl.key.*`): never rendered."""
+    return _SECRET_PROPERTY.search(prop.lower()) is not None

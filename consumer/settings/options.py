@@ -208,6 +208,14 @@ class Settings:
         "METRICS_PORT", p.integer(0, 65535), 9400,
         "port of `/metrics`, `/healthz`, `/readyz` (`0`: no endpoint)",
     )
+    # Every interface by default: the kubelet's probes and Prometheus reach the pod's address,
+    # not its loopback; the endpoint bounds what a client can hold (telemetry/health.py).
+    metrics_host: str = option(
+        "METRICS_HOST", p.host, "0.0.0.0",  # noqa: S104 (probed from outside the pod)
+        "address the endpoint binds: every interface by default, as Kubernetes probes and "
+        "Prometheus reach it from outside the pod; `127.0.0.1` keeps it on the machine, `::` "
+        "listens on IPv6 too",
+    )
     flush_max_events: int = option(
         "FLUSH_MAX_EVENTS", p.integer(1, 1_000_000), 5000, "flush window: events per flush at most",
     )
@@ -412,7 +420,7 @@ FLAG_DESTS: Mapping[str, str] = MappingProxyType(
 
 
 def render(value: object) -> str:
-    """A value as `config` shows it (and a variable would hold it), URLs' passwords masked."""
+    """A value as `config` shows it (and a variable would hold it), URLs' user info masked."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -425,4 +433,5 @@ def render(value: object) -> str:
 
 
 def _masked(props: Mapping[str, str]) -> dict[str, str]:
-    return {k: (MASK if is_secret_property(k) else v) for k, v in sorted(props.items())}
+    """Secret properties as the mask; in the others, the user info of any URL."""
+    return {k: (MASK if is_secret_property(k) else render(v)) for k, v in sorted(props.items())}

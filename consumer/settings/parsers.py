@@ -12,11 +12,12 @@ The parsers are small factories (`integer(1, 1000)`) so that the table of option
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from consumer.core.errors import ConsumerError
 
@@ -30,6 +31,7 @@ __all__ = [
     "backend",
     "boolean",
     "choice",
+    "host",
     "http_url",
     "integer",
     "log_level",
@@ -156,12 +158,30 @@ def boolean(text: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password (`https://user:pw@host`) masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The text with each URL's user info masked whole: `https://user:pw@host` ->
+    `https://********@host`.
+
+    The user part goes too: it is often a token itself (`https://<token>@host`), and always says
+    whose credentials these are. The user info is taken to run to the last `@` before the next
+    `scheme://` or white space, not to the first `/`: a password with an unescaped `/`, `?` or
+    `#` in it is masked too (at worst an `@` in a path or query hides the host as well). Found
+    by hand rather than by `urlsplit`, which raises on some malformed URLs (`http://[x@host`)
+    that must still be shown masked; a list of URLs is masked URL by URL.
+    """
+    starts = [m.end() for m in _SCHEME_END.finditer(url)]
+    if not starts:
         return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
+    out = [url[: starts[0] - 3]]
+    for begin, end in zip(starts, [*starts[1:], len(url) + 3], strict=True):
+        region = url[begin : end - 3]  # up to the next "://", which ends the next region
+        space = _SPACE.search(region)
+        at = region.rfind("@", 0, space.start() if space else len(region))
+        out.append(MASK + region[at:] if at >= 0 else region)
+    return "://".join(out)
+
+
+_SCHEME_END = re.compile("://")
+_SPACE = re.compile(r"\s")
 
 
 def http_url(text: str) -> str:
@@ -175,6 +195,23 @@ def http_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise Invalid(problem)
     return value.rstrip("/")
+
+
+# Dot-separated labels of letters, digits and inner hyphens, 253 characters at most.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+def host(text: str) -> str:
+    """An address to bind: an IPv4 or IPv6 literal (no brackets, no port) or a host name."""
+    value = text.strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(value):
+        raise Invalid(f"must be an IP address or a host name (no port), got {shown(value)}")
+    return value
 
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")

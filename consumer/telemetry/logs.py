@@ -1,8 +1,13 @@
 """Structured logs: one JSON object (or one text line) per record; identifiers as keyed hashes.
 
-User, agent, run and memory ids are personal data (README "Health and metrics"): the app passes them
-through an `IdHasher` before logging, so by default a log line shows `h:` and 16 hex digits,
-stable for one key, and never the id itself.
+User, agent, run and memory ids are personal data (README "Health and metrics"): a log line that
+names one passes it through the process's `IdHasher` (`logged_id`, `logged_scope`), so by
+default it shows `h:` and 16 hex digits, stable for one key, and never the id itself. The ids are
+hashed where the line is made, not by the formatter, so no handler (a test's, a library's) ever
+sees them in clear. `configure_logging` installs the hasher the settings call for
+(`LOG_HASH_KEY`, `LOG_IDS_IN_CLEAR`); until then, and in tests, a random key of this process.
+`deletion-consumer hash-id VALUE` prints the same hash for a value, given the same key, so an
+operator can grep a user's lines.
 """
 
 from __future__ import annotations
@@ -11,12 +16,21 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import sys
 from typing import TextIO
 
+from consumer.core.events import Scope
 from consumer.core.timestamps import iso_seconds
 
-__all__ = ["IdHasher", "JsonFormatter", "TextFormatter", "configure_logging"]
+__all__ = [
+    "IdHasher",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "logged_id",
+    "logged_scope",
+]
 
 # Attributes every LogRecord has; anything else came from `extra={...}`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -67,12 +81,17 @@ def _text_value(value: object) -> str:
     return text
 
 
-def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str, fmt: str, stream: TextIO | None = None, *, ids: IdHasher | None = None
+) -> None:
     """Log to `stream` (stderr) as json or text; `consumer.*` at `level`, libraries at WARNING.
 
     Libraries stay at WARNING or above: httpx logs every request URL at INFO, and the URLs of
-    filter deletes carry user ids in their query.
+    filter deletes carry user ids in their query. `ids`, when given, becomes the hasher of every
+    identifier logged from then on (`logged_id`).
     """
+    if ids is not None:
+        _process_ids[0] = ids
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
@@ -106,3 +125,24 @@ class IdHasher:
 
     def __repr__(self) -> str:
         return f"IdHasher(clear={self._clear})"
+
+
+# The process's hasher (one cell, replaced whole): a random key until `configure_logging`
+# installs the settings' one.
+_process_ids = [IdHasher(secrets.token_bytes(32))]
+
+
+def logged_id(value: str) -> str:
+    """An identifier as a log line may show it: hashed, or in clear with LOG_IDS_IN_CLEAR."""
+    return _process_ids[0](value)
+
+
+def logged_scope(scope: Scope | None) -> dict[str, str] | None:
+    """A scope as a log line may show it: its keys (`user_id`, `metadata.<key>`) as they are,
+    each value through `logged_id`."""
+    if scope is None:
+        return None
+    hasher = _process_ids[0]
+    shown = {key: hasher(value) for key, value in scope.entities}
+    shown.update((f"metadata.{key}", hasher(value)) for key, value in scope.metadata)
+    return shown

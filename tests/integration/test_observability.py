@@ -13,22 +13,29 @@ import io
 import json
 import logging
 import secrets
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.avro.codec import Encoder, SchemaStore
+from consumer.commands.hash_id import id_hasher
 from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
 from consumer.kafka.broker import create_topics, free_port
 from consumer.sandbox import Sandbox
-from consumer.telemetry.logs import configure_logging
+from consumer.telemetry import logs
+from consumer.telemetry.logs import IdHasher, configure_logging
 from consumer.telemetry.metrics import DLQ_REASONS, EVENT_TYPES, OUTCOMES
+from tests.integration.test_process import environment
 from tests.support.harness import (
     RunningConsumer,
     Topics,
@@ -309,3 +316,119 @@ def test_no_identifier_nor_the_api_key_in_logs_metrics_or_dead_letters(
         assert observed.api_key not in text, f"the API key is in the {where}"
         leaked = sorted(i for i in observed.ids if i in text)
         assert not leaked, f"identifiers in the {where}: {leaked}"
+
+
+# --- identifiers in logs: hashed with LOG_HASH_KEY, and `hash-id` finds them ------------------
+
+
+class Captured(logging.Handler):
+    """Every record as it was made, before any formatter."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_dead_letter_is_logged_with_its_scope_hashed_never_in_clear(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    user = f"hashed-{uuid.uuid4().hex[:8]}"
+    sandbox.add_memories([{"user_id": user, "memory": "x"}])
+    sandbox.set_faults(leave_behind_rate=1.0)  # its delete job SUCCEEDS and deletes nothing
+    gone = _event(EventType.USER_DELETED, user_id=user)
+    ends = publish(kafka, topics.input, [_record(gone)])
+    key = "hash-key-" + secrets.token_hex(8)
+    settings = make_settings(
+        kafka,
+        sandbox.url,
+        topics,
+        LOG_HASH_KEY=key,
+        VERIFY_MAX_ROUNDS="0",
+        ERASE_USER_ENTITY="false",
+    )
+    captured, stream = Captured(), io.StringIO()
+    root, ours = logging.getLogger(), logging.getLogger("consumer")
+    saved = (list(root.handlers), root.level, ours.level, logs._process_ids[0])
+    # As `deletion-consumer run` does (consumer/__main__.py), with the same hasher.
+    configure_logging("INFO", "json", stream, ids=id_hasher(settings))
+    root.addHandler(captured)
+    try:
+        with RunningConsumer(settings):
+            wait_committed(kafka, topics.group, ends, timeout_s=30)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
+        logs._process_ids[0] = saved[3]
+
+    hashed = IdHasher(key.encode())(user)
+    (record,) = [r for r in captured.records if r.getMessage() == "event dead-lettered"]
+    assert record.levelname == "WARNING"
+    assert vars(record)["reason"] == "verification_failed"
+    assert vars(record)["event_id"] == gone.event_id
+    assert vars(record)["scope"] == {"user_id": hashed}
+    for each in captured.records:
+        assert user not in repr(vars(each)) and user not in each.getMessage()
+    (line,) = [json.loads(t) for t in stream.getvalue().splitlines() if "dead-lettered" in t]
+    assert line["scope"] == {"user_id": hashed}
+    assert user not in stream.getvalue() and key not in stream.getvalue()
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_hash_id_prints_the_hash_a_running_consumer_logs(
+    kafka: str, topics: Topics, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    user = f"grep-me-{uuid.uuid4().hex[:8]}"
+    sandbox.add_memories([{"user_id": user, "memory": "x"}])
+    sandbox.set_faults(leave_behind_rate=1.0)
+    ends = publish(kafka, topics.input, [_record(_event(EventType.USER_DELETED, user_id=user))])
+    (tmp_path / "hash-key").write_text(secrets.token_hex(16) + "\n")
+    env = environment(
+        kafka,
+        sandbox,
+        topics,
+        LOG_HASH_KEY_FILE=str(tmp_path / "hash-key"),
+        LOG_FORMAT="json",
+        METRICS_PORT="0",
+        VERIFY_MAX_ROUNDS="0",
+        ERASE_USER_ENTITY="false",
+    )
+    env.pop("LOG_HASH_KEY", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consumer", "run"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_committed(kafka, topics.group, ends, timeout_s=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    lines = [json.loads(t) for t in stderr.splitlines() if t.startswith("{")]
+    (dead,) = [line for line in lines if line["msg"] == "event dead-lettered"]
+    assert user not in stderr
+
+    printed = _cli("hash-id", user, f" {user} ", env=env)  # trimmed, as events' ids are
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines() == [dead["scope"]["user_id"]] * 2
+
+    # Without the key the running process's hashes cannot be reproduced: said, and exit 2.
+    keyless = {k: v for k, v in env.items() if not k.startswith("LOG_HASH_KEY")}
+    refused = _cli("hash-id", user, env=keyless)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith("deletion-consumer: bad setting LOG_HASH_KEY: not set")
+    # In clear, the logs show the id itself, and so does the command.
+    clear = _cli("hash-id", user, env={**keyless, "LOG_IDS_IN_CLEAR": "true"})
+    assert (clear.returncode, clear.stdout) == (0, user + "\n")

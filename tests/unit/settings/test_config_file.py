@@ -304,7 +304,7 @@ def test_the_api_key_is_not_sent_over_plain_http_off_the_machine(url: str) -> No
 def test_the_refusal_never_shows_a_password_in_the_url() -> None:
     text = error({"MEM0_API_KEY": "k", "MEM0_BASE_URL": "http://user:hunter2@mem0.internal"})
     assert "hunter2" not in text
-    assert "'http://user:********@mem0.internal'" in text
+    assert "'http://********@mem0.internal'" in text  # the user too
 
 
 @pytest.mark.parametrize(

@@ -348,7 +348,7 @@ def test_describe_and_repr_mask_secrets() -> None:
     assert described["sasl.username"] == "alice"
     assert described["KAFKA_GROUP_ID"] == "mem0-deletion-consumer"
     assert described["DELETION_TOPICS"] == "memory.deletions"
-    assert described["SCHEMA_REGISTRY_URL"] == "https://user:********@registry:8081"
+    assert described["SCHEMA_REGISTRY_URL"] == "https://********@registry:8081"  # user too
     assert load().describe()["LOG_HASH_KEY"] == "(random per process)"
 
 
@@ -429,7 +429,7 @@ def test_describe_and_repr_mask_secrets() -> None:
         (
             {"SCHEMA_REGISTRY_URL": "https://u:pw@host:99999"},
             "SCHEMA_REGISTRY_URL: must be an http(s) URL with a host, "
-            "got 'https://u:********@host:99999'",
+            "got 'https://********@host:99999'",
         ),
         (
             {"LOG_LEVEL": "TRACE"},
