@@ -56,6 +56,7 @@ from consumer.avro.framing import (
     frame_single_object,
     split_header,
 )
+from consumer.avro.indexes import out_of_range
 from consumer.avro.schema_ids import (
     NOT_FOUND_TTL_S,
     LookupLimits,
@@ -66,7 +67,7 @@ from consumer.avro.schema_ids import (
 )
 from consumer.core.dlq import DlqReason
 from consumer.core.errors import ConsumerError
-from consumer.core.events import DeletionEvent, EventType, event_from_record, event_to_record
+from consumer.core.events import DeletionEvent, event_from_record, event_to_record
 
 __all__ = [
     "DECODE_ERROR",
@@ -200,7 +201,7 @@ class _Plan:
     fast: bool = False
     # Written with the reader schema itself, version 2 (no resolution): its MemoriesDeleted ends
     # with include_linked, so a MemoriesDeleted body's last byte is that boolean. The shortcut
-    # reads the byte; the general path refuses it unless it is 0 or 1 (see `_read`).
+    # reads the byte; the general path refuses it unless it is 0 or 1 (see `indexes.py`).
     linked: bool = False
 
 
@@ -310,19 +311,16 @@ class Decoder:
             raise DecodeError(DECODE_ERROR, f"{len(value) - end} trailing bytes after the record")
         if not isinstance(record, dict):
             raise DecodeError(DECODE_ERROR, "body is not a record")
+        fault = out_of_range(plan.writer, value, start)
+        if fault is not None:
+            # fastavro reads a union or enum index with Python's indexing, so a negative one
+            # picks a branch from the end (0x01 turns a body into a MemoriesDeleted): no valid
+            # Avro, and a delete nobody asked for.
+            raise DecodeError(DECODE_ERROR, fault)
         try:
             event = event_from_record(record)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DecodeError(DECODE_ERROR, f"not an event ({type(exc).__name__})") from exc
-        if plan.linked and value[-1] > 1 and event.type is EventType.MEMORIES_DELETED:
-            # fastavro reads any boolean byte but 0 as true, where Avro has only 0 and 1: a stray
-            # byte would ask for the superseded memories too. The body ended exactly at the end
-            # of the value (checked above); in the version-2 layout the payload is the record's
-            # last field and include_linked MemoriesDeleted's last, and with no resolution the
-            # record name is the writer's own branch: that boolean is the last byte.
-            raise DecodeError(
-                DECODE_ERROR, f"include_linked is byte 0x{value[-1]:02x}, neither 0 nor 1"
-            )
         return event
 
 
