@@ -1,4 +1,4 @@
-"""Dead-letter records: the original record byte for byte, with the reason in `dlq.*` headers.
+"""Dead-letter records: the original record, with the reason in the consumer's `dlq.*` headers.
 
 The `dlq.*` headers of a dead letter are the consumer's word (README "Dead letters"): `replay`
 reads them to know why a record failed, where it came from and how often it was replayed. So

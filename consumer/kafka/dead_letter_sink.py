@@ -1,8 +1,10 @@
 """Writes dead letters, and returns only once the broker has acknowledged them.
 
-A dead letter is the original record byte for byte (key, value, headers) with the `dlq.*`
-headers added (`core/dlq.py`). The offset of an event whose dead letter is not acknowledged
-stays uncommitted, so a broker that is down is waited out (`produce_until_delivered`).
+A dead letter is the original record (key and value byte for byte, headers in order and byte
+for byte, except that a producer's own `dlq.*` headers are renamed `dlq.original-header.*`, so
+none can pass for ours) with the consumer's `dlq.*` headers added (`core/dlq.py`). The offset
+of an event whose dead letter is not acknowledged stays uncommitted, so a broker that is down
+is waited out (`produce_until_delivered`).
 
 The dead-letter guard (`core/guard.py`) is asked first: past its share of recent events, no
 more dead letters are written and the write waits for good, which holds the event (and every
