@@ -9,7 +9,6 @@ import asyncio
 import os
 import threading
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -18,54 +17,24 @@ from consumer.avro.codec import Decoder, Encoder, SchemaStore, default_schema_di
 from consumer.avro.framing import frame_confluent
 from consumer.avro.registry import SchemaNotFound
 from consumer.avro.schema_ids import LookupLimits
-from consumer.core.capabilities import PLATFORM
 from consumer.core.events import DeletionEvent, EventType, Scope
 from consumer.core.guard import DlqGuard
 from consumer.core.offsets import OffsetTracker
 from consumer.core.retry import RetryPolicy
 from consumer.kafka.dead_letter_sink import DeadLetterSink
-from consumer.mem0.client import JobStatus
 from consumer.mem0.downstream import Downstream
 from consumer.pipeline.executor import Executor
 from consumer.pipeline.flush import Flush, FlushParts
 from consumer.pipeline.in_flight import InFlight, Record
 from consumer.telemetry.metrics import Metrics
 from consumer.telemetry.progress import ProgressLog
+from tests.unit.pipeline.fakes import Letters, Mem0, Msg
 
 STORE = SchemaStore.from_directory()
 ENCODER = Encoder(STORE)
 READER_TEXT = (default_schema_dir() / "deletion_event.avsc").read_text()
 TP = ("deletions", 0)
 KNOWN, NEW = 1, 2  # registered; KNOWN is looked up before the flush, NEW is met in it
-
-
-class Msg:
-    def __init__(self, offset: int, value: bytes) -> None:
-        self._offset, self._value = offset, value
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return TP[0]
-
-    def partition(self) -> int:
-        return TP[1]
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return None
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
 
 
 class Registry:
@@ -83,44 +52,6 @@ class Registry:
         if schema_id not in self.schemas:
             raise SchemaNotFound(f"schema id {schema_id}")
         return self.schemas[schema_id]
-
-
-class Mem0:
-    caps = PLATFORM
-
-    def __init__(self) -> None:
-        self.deleted: Counter[str] = Counter()
-        self.changed = asyncio.Event()
-
-    async def delete_all(self, scope: Scope) -> str | None:
-        self.deleted[scope.entities[0][1]] += 1
-        self.changed.set()
-        return "job"
-
-    async def job_status(self, job_id: str) -> JobStatus:
-        return JobStatus("SUCCEEDED")
-
-    async def list_ids(self, scope: Scope, limit: int) -> list[str]:
-        return []
-
-    async def any_match(self, scopes: Sequence[Scope]) -> bool:
-        return False
-
-    async def delete_entity(self, entity_type: str, entity_id: str) -> str | None:
-        return None
-
-    async def probe(self, *, admin: bool = False) -> None:
-        return None
-
-
-class Letters:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, dict[str, bytes | None]]] = []
-
-    async def send(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Any
-    ) -> None:
-        self.sent.append((value, dict(headers)))
 
 
 def _erasure(user: str) -> DeletionEvent:
@@ -178,7 +109,7 @@ def test_known_ids_go_at_once_the_rest_when_looked_up_and_junk_does_not_trip_the
         records = []
         for offset, value in enumerate(values):
             state.add(offset)
-            records.append(Record(Msg(offset, value), TP, offset, epoch, offset))
+            records.append(Record(Msg(TP[1], offset, value), TP, offset, epoch, offset))
         in_flight.dispatched(len(records))
 
         registry.gate.clear()  # every lookup hangs

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import Any
 
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from consumer.avro.codec import Decoder, Encoder, SchemaStore
-from consumer.core.capabilities import PLATFORM
 from consumer.core.events import DeletionEvent, EventType, Scope
 from consumer.core.guard import DlqGuard
 from consumer.core.offsets import OffsetTracker
 from consumer.core.retry import RetryPolicy
 from consumer.kafka.dead_letter_sink import DeadLetterSink
-from consumer.mem0.client import JobStatus
 from consumer.mem0.downstream import Downstream
 from consumer.pipeline.app import ConsumerApp, LoopLimits
 from consumer.pipeline.executor import Executor
@@ -28,41 +25,10 @@ from consumer.pipeline.flush import FlushParts
 from consumer.pipeline.in_flight import InFlight
 from consumer.telemetry.metrics import Metrics
 from consumer.telemetry.progress import ProgressLog
+from tests.unit.pipeline.fakes import TOPIC, Letters, Mem0, Msg
 
 STORE = SchemaStore.from_directory()
 ENCODER = Encoder(STORE)
-TOPIC = "deletions"
-
-
-class Msg:
-    """The part of a confluent Message the loop and a flush read."""
-
-    def __init__(self, partition: int, offset: int, value: bytes | None) -> None:
-        self._partition, self._offset, self._value = partition, offset, value
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return None
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [("origin", b"test")]
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
 
 
 class ScriptedConsumer:
@@ -114,49 +80,6 @@ class ScriptedConsumer:
 
     def close(self) -> None:
         self.closed = True
-
-
-class Mem0:
-    """Filter deletes that succeed at once, and a gate the test opens when it wants them to."""
-
-    caps = PLATFORM
-
-    def __init__(self) -> None:
-        self.deleted: Counter[str] = Counter()
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def delete_all(self, scope: Scope) -> str | None:
-        await self.gate.wait()
-        self.deleted[scope.entities[0][1]] += 1
-        return "job"
-
-    async def job_status(self, job_id: str) -> JobStatus:
-        return JobStatus("SUCCEEDED")
-
-    async def list_ids(self, scope: Scope, limit: int) -> list[str]:
-        return []
-
-    async def any_match(self, scopes: Sequence[Scope]) -> bool:
-        return False
-
-    async def delete_entity(self, entity_type: str, entity_id: str) -> str | None:
-        return None
-
-    async def probe(self, *, admin: bool = False) -> None:
-        return None
-
-
-class Letters:
-    """The dead-letter topic: what was sent, acknowledged at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, dict[str, bytes | None]]] = []
-
-    async def send(
-        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Any
-    ) -> None:
-        self.sent.append((value, dict(headers)))
 
 
 def _erasure(n: int) -> bytes:
