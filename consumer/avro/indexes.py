@@ -9,9 +9,9 @@ the general path, which asks this module after fastavro's read succeeded.
 
 This walks the body once more with the writer schema (fastavro's parsed form), checking only
 those three things and skipping every other value. It trusts the structure fastavro has just
-read (lengths, counts, the end), so a body it is given always ends where the walk does; any
-surprise is reported as a fault, never raised. It is not on the hot path: the scans read the
-current schemas' bodies, and this runs only when they step aside.
+read, yet checks every length and count against the bytes left all the same, so any bytes
+make it end, soon, with a fault or None; it never raises. It is not on the hot path: the scans
+read the current schemas' bodies, and this runs only when they step aside.
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ class _Walk:
         self.at = at
         return (result >> 1) ^ -(result & 1)
 
+    def skip(self, length: int) -> None:
+        """Step over `length` bytes; a negative length or one past the end is no body (and a
+        negative one would walk back for ever)."""
+        if not 0 <= length <= len(self.body) - self.at:
+            raise _Fault(f"a length of {length} with {len(self.body) - self.at} bytes left")
+        self.at += length
+
     def value(self, schema: Any, names: dict[str, Any], field: str = "a boolean") -> None:
         if isinstance(schema, str):
             self.primitive(schema, names, field)
@@ -82,10 +89,9 @@ class _Walk:
         elif name in _SKIP_ONLY:
             self.long()
         elif name in _FIXED_WIDTH:
-            self.at += _FIXED_WIDTH[name]
+            self.skip(_FIXED_WIDTH[name])
         elif name in ("bytes", "string"):
-            length = self.long()  # read first: `self.at += self.long()` would add to the old at
-            self.at += length
+            self.skip(self.long())
         else:
             self.value(names[name], names, field)  # a named type defined earlier
 
@@ -101,7 +107,7 @@ class _Walk:
             if not 0 <= index < len(schema["symbols"]):
                 raise _Fault(f"enum index {index} of {len(schema['symbols'])} symbols")
         elif kind == "fixed":
-            self.at += schema["size"]
+            self.skip(schema["size"])
         elif kind in ("array", "map"):
             self.blocks(schema, names)
         else:
@@ -113,8 +119,11 @@ class _Walk:
             if count < 0:  # a negative count is followed by the block's size in bytes
                 count = -count
                 self.long()
+            if count > len(self.body) - self.at:
+                # Every item of our schemas takes a byte at least: a count past the bytes left
+                # is no body (and a walk of it would take for ever).
+                raise _Fault(f"a block of {count} items in {len(self.body) - self.at} bytes")
             for _ in range(count):
                 if schema["type"] == "map":
-                    length = self.long()  # the key
-                    self.at += length
+                    self.skip(self.long())  # the key
                 self.value(items, names)

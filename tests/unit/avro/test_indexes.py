@@ -9,7 +9,7 @@ sanitizer fuzz (tests/fuzz); these bodies are the corpus' `edge-odd-branch-1` an
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumer.avro.codec import DecodeError, Decoder, SchemaStore
@@ -51,7 +51,11 @@ def test_every_valid_body_is_in_range(linked: bool, record: dict[str, object]) -
 
 @pytest.mark.parametrize("linked", [True, False], ids=["v2", "v1"])
 @given(body=st.one_of(st.binary(max_size=200), MUTATED(True), MUTATED(False)))
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=1000)
+# A negative string length in an array: the walk stepped back onto the count, for ever.
+@example(body=PREFIX + b"\x06\x02\x03")
+# A block count far past the bytes left.
+@example(body=PREFIX + b"\x06\xfe\xff\xff\xff\x0f")
 def test_the_walk_never_raises(linked: bool, body: bytes) -> None:
     fault = out_of_range(GENERAL[linked].writer, body, 0)
     assert fault is None or isinstance(fault, str)
