@@ -1,20 +1,28 @@
 """A confluent-kafka producer whose deliveries are awaitable.
 
-Delivery reports arrive on librdkafka's side when the producer is polled; a daemon thread polls
-and hands each report to the event loop, so `await producer.send(...)` returns only once the
-broker acknowledged the record (or raises if it could not).
+Delivery reports are served when the producer is polled, and a task on the event loop polls
+it: every 2 ms while records await their acknowledgement, every half second (for librdkafka's
+logs and errors) when none do, so `await producer.send(...)` returns only once the broker
+acknowledged the record (or raises if it could not). Not a thread: a report served on another
+thread must take the GIL from the event loop for each record (a wait of up to the interpreter's
+5 ms switch interval, each time), which cost a tenth of the consumer's CPU and held the
+acknowledgements of receipts back by tens of milliseconds. `send_batch` does the same for many
+records with one waiter, settled by the last report (a future and a task per receipt cost more
+than the rest of the receipt's work together).
 
-`produce_until_delivered` is the one place that retries a write the broker did not take: the
-dead-letter and receipt writes must land before their offset is committed, so they wait out a
-broker that is down rather than give up (0.5 s, doubling to 30 s, for ever). Every
-`DeliveryError` is retried, a non-retriable one too, as each sink did before: giving up would
-mean committing past a record that was never written, and while the write is retried its
-offset waits, so nothing is lost; the log line shows the error to whoever must fix it.
+`produce_until_delivered` (one record) and `produce_all_until_delivered` (many) are the places
+that retry a write the broker did not take: the dead-letter and receipt writes must land before
+their offset is committed, so they wait out a broker that is down rather than give up (0.5 s,
+doubling to 30 s, for ever). Every `DeliveryError` is retried, a non-retriable one too, as each
+sink did before: giving up would mean committing past a record that was never written, and
+while the write is retried its offset waits, so nothing is lost; the log line shows the error
+to whoever must fix it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,12 +35,18 @@ from consumer.core.retry import wait_out_delays
 
 __all__ = [
     "AsyncProducer",
+    "BatchSender",
     "DeliveryError",
+    "KeyValue",
+    "Refusal",
     "Sender",
+    "produce_all_until_delivered",
     "produce_until_delivered",
 ]
 
 Headers = Sequence[tuple[str, bytes | None]]
+KeyValue = tuple[bytes | None, bytes | None]
+Refusal = tuple[KeyValue, str]  # a record the broker did not take, and its error
 
 
 class DeliveryError(ConsumerError):
@@ -43,17 +57,34 @@ class DeliveryError(ConsumerError):
         self.retriable = retriable  # known only when raised: librdkafka's error says
 
 
+# How often deliveries are polled while records await them, and while none do.
+_BUSY_POLL_S = 0.002
+_IDLE_POLL_S = 0.5
+
+
 class AsyncProducer:
     def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
         self._producer = Producer(config)
         self._loop = loop
-        self._running = True
-        self._thread = threading.Thread(target=self._poll, name="producer-poll", daemon=True)
-        self._thread.start()
+        self._poller: asyncio.Task[None] | None = None  # started by the first send
+        self._produced = asyncio.Event()  # wakes an idle poller
 
-    def _poll(self) -> None:
-        while self._running:
-            self._producer.poll(0.05)
+    def _polling(self) -> None:
+        """Make sure the poller runs (it waits on this loop), and wake it."""
+        if self._poller is None:
+            self._poller = self._loop.create_task(self._poll())
+        self._produced.set()
+
+    async def _poll(self) -> None:
+        producer, produced = self._producer, self._produced
+        while True:
+            producer.poll(0)
+            if len(producer):  # records not yet acknowledged
+                await asyncio.sleep(_BUSY_POLL_S)
+                continue
+            produced.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(produced.wait(), _IDLE_POLL_S)
 
     async def send(
         self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers | None
@@ -61,8 +92,9 @@ class AsyncProducer:
         future: asyncio.Future[None] = self._loop.create_future()
 
         def delivered(error: KafkaError | None, _message: object) -> None:
-            self._loop.call_soon_threadsafe(_settle, future, error)
+            _on_loop(self._loop, _settle, future, error)
 
+        self._polling()
         while True:
             try:
                 self._producer.produce(
@@ -70,21 +102,84 @@ class AsyncProducer:
                 )
                 break
             except BufferError:
-                # The local queue is full: let the poll thread drain it.
+                # The local queue is full: let the poller drain it.
                 await asyncio.sleep(0.05)
             except KafkaException as exc:
                 raise DeliveryError(str(exc.args[0]), retriable=False) from exc
         await future
+
+    async def send_batch(self, topic: str, records: Sequence[KeyValue]) -> list[Refusal]:
+        """Produce every record (no headers) and return once the broker answered for each: the
+        records it refused, each with its error; empty when all landed."""
+        batch = _Batch(self._loop, len(records))
+        # One call queues them all (half the cost of a `produce` each); those the full local
+        # queue turned away are queued again once the poller has drained some.
+        self._polling()
+        pending: list[dict[str, Any]] = [{"key": k, "value": v} for k, v in records]
+        while pending:
+            queued = self._producer.produce_batch(topic, pending, on_delivery=batch.delivered)
+            if queued == len(pending):
+                break
+            full: list[dict[str, Any]] = []
+            for message in pending:
+                error: KafkaError | None = message.pop("_error", None)
+                if error is None:
+                    continue
+                if error.code() == KafkaError._QUEUE_FULL:
+                    full.append(message)
+                else:  # too large, say: librdkafka would not even queue it
+                    batch.refused_now((message["key"], message["value"]), error.str())
+            pending = full
+            if pending:
+                await asyncio.sleep(0.05)
+        await batch.done
+        return batch.refused
 
     def flush(self, timeout_s: float) -> int:
         """Wait for outstanding deliveries; the number still undelivered."""
         return int(self._producer.flush(timeout_s))
 
     def close(self, timeout_s: float = 10.0) -> int:
+        """Flush (from any thread: the reports it serves reach the loop safely), then stop
+        polling."""
         left = self.flush(timeout_s)
-        self._running = False
-        self._thread.join(timeout=1.0)
+        poller = self._poller
+        if poller is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to stop
+                self._loop.call_soon_threadsafe(poller.cancel)
         return left
+
+
+class _Batch:
+    """The delivery reports of one `send_batch`, counted as they are served (on the event loop,
+    or on the thread a `close` flushes from); the last settles the batch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self._loop = loop
+        self._left = size
+        self._lock = threading.Lock()  # a flush on another thread may serve reports too
+        self.refused: list[Refusal] = []
+        self.done: asyncio.Future[None] = loop.create_future()
+        if size == 0:
+            self.done.set_result(None)
+
+    def delivered(self, error: KafkaError | None, message: Any) -> None:
+        with self._lock:
+            if error is not None:
+                self.refused.append(((message.key(), message.value()), error.str()))
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            _on_loop(self._loop, _finish, self.done)
+
+    def refused_now(self, record: KeyValue, error: str) -> None:
+        """A record librdkafka would not even queue (too large, say): refused without a report."""
+        with self._lock:
+            self.refused.append((record, error))
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            _finish(self.done)  # on the event loop already
 
 
 class Sender(Protocol):
@@ -122,6 +217,58 @@ async def produce_until_delivered(
             delay = next(delays)
             log.error("%s write failed, retrying in %.1fs: %s", what, delay, exc)
             await sleep(delay)
+
+
+class BatchSender(Protocol):
+    """What `produce_all_until_delivered` needs of a producer."""
+
+    async def send_batch(self, topic: str, records: Sequence[KeyValue]) -> list[Refusal]: ...
+
+
+async def produce_all_until_delivered(
+    producer: BatchSender,
+    topic: str,
+    records: Sequence[KeyValue],
+    *,
+    what: str,
+    log: logging.Logger,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Send every record and return once the broker acknowledged all; those it refused are sent
+    again (only those), after the same delays as `produce_until_delivered`."""
+    delays = wait_out_delays()
+    while records:
+        refused = await producer.send_batch(topic, records)
+        if refused:
+            # Not acknowledged, so not finished: the caller's offsets stay uncommitted meanwhile.
+            delay = next(delays)
+            log.error(
+                "%s write failed for %d of %d records, retrying in %.1fs: %s",
+                what,
+                len(refused),
+                len(records),
+                delay,
+                refused[0][1],
+            )
+            await sleep(delay)
+        records = [record for record, _error in refused]
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Run `callback` now if this is the loop's thread (the poller's reports), else on it."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        callback(*args)
+    else:
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _finish(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:

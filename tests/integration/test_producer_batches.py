@@ -1,0 +1,126 @@
+"""A batch of records produced with one waiter: every record lands, a refused one is named,
+and only the refused are sent again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from consumer.kafka.producer import (
+    AsyncProducer,
+    KeyValue,
+    Refusal,
+    produce_all_until_delivered,
+)
+from tests.support.harness import Topics, read_all
+
+
+def test_a_batch_returns_once_every_record_is_on_the_topic(kafka: str, topics: Topics) -> None:
+    records: list[KeyValue] = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(2000)]
+
+    async def main() -> list[Refusal]:
+        producer = AsyncProducer(
+            {"bootstrap.servers": kafka, "acks": "all", "linger.ms": 5},
+            asyncio.get_running_loop(),
+        )
+        try:
+            return await producer.send_batch(topics.receipts, records)
+        finally:
+            producer.close(5)
+
+    assert asyncio.run(main()) == []
+    landed = read_all(kafka, topics.receipts, expected=len(records))
+    assert sorted((m.key(), m.value()) for m in landed) == sorted(records)
+
+
+def test_records_a_full_local_queue_turned_away_are_queued_again(
+    kafka: str, topics: Topics
+) -> None:
+    records: list[KeyValue] = [(f"k{i}".encode(), b"v") for i in range(300)]
+
+    async def main() -> list[Refusal]:
+        producer = AsyncProducer(
+            {"bootstrap.servers": kafka, "queue.buffering.max.messages": 20},
+            asyncio.get_running_loop(),
+        )
+        try:
+            return await asyncio.wait_for(producer.send_batch(topics.receipts, records), 30)
+        finally:
+            producer.close(5)
+
+    assert asyncio.run(main()) == []
+    landed = read_all(kafka, topics.receipts, expected=len(records))
+    assert sorted(m.key() for m in landed) == sorted(key for key, _ in records)
+
+
+def test_a_record_the_producer_will_not_queue_is_refused_and_the_rest_land(
+    kafka: str, topics: Topics
+) -> None:
+    too_large = (b"big", b"x" * 200_000)
+    records: list[KeyValue] = [(b"a", b"1"), too_large, (b"b", b"2")]
+
+    async def main() -> list[Refusal]:
+        producer = AsyncProducer(
+            {"bootstrap.servers": kafka, "message.max.bytes": 100_000},
+            asyncio.get_running_loop(),
+        )
+        try:
+            return await producer.send_batch(topics.receipts, records)
+        finally:
+            producer.close(5)
+
+    refused = asyncio.run(main())
+    assert [record for record, _error in refused] == [too_large]
+    assert "size" in refused[0][1].lower()
+    landed = read_all(kafka, topics.receipts, expected=2)
+    assert sorted(m.key() for m in landed) == [b"a", b"b"]
+
+
+def test_an_empty_batch_returns_at_once(kafka: str) -> None:
+    async def main() -> list[Refusal]:
+        producer = AsyncProducer({"bootstrap.servers": kafka}, asyncio.get_running_loop())
+        try:
+            return await asyncio.wait_for(producer.send_batch("unused", []), 1)
+        finally:
+            producer.close(1)
+
+    assert asyncio.run(main()) == []
+
+
+class RefusingOnce:
+    """Refuses the records with odd keys the first time it sees them."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[KeyValue]] = []
+
+    async def send_batch(self, topic: str, records: Sequence[KeyValue]) -> list[Refusal]:
+        first_time = not self.batches
+        self.batches.append(list(records))
+        if not first_time:
+            return []
+        return [(r, "Broker: Not enough in-sync replicas") for r in records if r[0] in {b"1", b"3"}]
+
+
+def test_only_the_refused_records_are_sent_again_after_a_delay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sender = RefusingOnce()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    records: list[KeyValue] = [(str(i).encode(), b"v") for i in range(5)]
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(
+            produce_all_until_delivered(
+                sender, "t", records, what="receipt", log=logging.getLogger("t"), sleep=sleep
+            )
+        )
+    assert sender.batches == [records, [(b"1", b"v"), (b"3", b"v")]]
+    assert slept == [0.5]
+    assert "receipt write failed for 2 of 5 records, retrying in 0.5s" in caplog.text
+    assert "Not enough in-sync replicas" in caplog.text
