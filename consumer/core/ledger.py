@@ -37,7 +37,9 @@ class FlushLedger:
         self._copies: dict[Ref, list[Ref]] = dict(copies)
         self._failures: dict[Ref, Failure] = {}
         self._finished_at: dict[Ref, float] = {}
-        self._reports: defaultdict[Ref, list[OperationReport]] = defaultdict(list)
+        # Tuples: the events an operation alone served share one, which their receipts then
+        # share too, so the writer encodes it once for them all (avro/receipt_writer.py).
+        self._reports: dict[Ref, tuple[OperationReport, ...]] = {}
 
     def record(self, refs: Sequence[Ref], outcome: Outcome) -> tuple[list[Ref], list[Ref]]:
         """An operation serving `refs` is over: the events it completed, as (deleted, failed).
@@ -60,17 +62,19 @@ class FlushLedger:
 
     def report(self, refs: Iterable[Ref], done: OperationReport) -> None:
         """Keep an operation's report for each event it served (for their receipts)."""
-        reports = self._reports
+        reports, alone = self._reports, (done,)
         for ref in refs:
-            reports[ref].append(done)
+            earlier = reports.get(ref)
+            reports[ref] = alone if earlier is None else (*earlier, done)
 
     def report_each(self, done: dict[Ref, OperationReport]) -> None:
         """Keep a report that differs per event (a linked delete's cascade counts)."""
+        reports = self._reports
         for ref, report in done.items():
-            self._reports[ref].append(report)
+            reports[ref] = (*reports.get(ref, ()), report)
 
-    def reports(self, ref: Ref) -> list[OperationReport]:
-        return self._reports.get(ref, [])
+    def reports(self, ref: Ref) -> tuple[OperationReport, ...]:
+        return self._reports.get(ref, ())
 
     def failure(self, ref: Ref) -> Failure | None:
         return self._failures.get(ref)

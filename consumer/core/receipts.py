@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final
 
 from consumer.core.events import DeletionEvent
@@ -97,7 +98,10 @@ def operation_report(
     return OperationReport(kind, names, calls, last_http_status, job_id, verified)
 
 
-@dataclass(frozen=True, slots=True)
+# Position and Receipt are values, never changed once made, but not frozen dataclasses: one of
+# each is built per finished event, and a frozen one costs five times as much to build (4 µs
+# against 0.7 for a receipt: a tenth of a receipt's whole cost). Hashable all the same.
+@dataclass(slots=True, unsafe_hash=True)
 class Position:
     """Where an input record was: topic, partition, offset."""
 
@@ -116,7 +120,7 @@ class Position:
         return f"{self.topic} {self.partition}:{self.offset}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Receipt:
     """One `memory.deletion.DeletionReceipt`; times in Unix milliseconds."""
 
@@ -192,21 +196,27 @@ def completed(
     position: Position,
 ) -> Receipt:
     """An event whose every operation succeeded; `completed_at_ms` is the confirming response."""
+    operations = tuple(operations)  # the same tuple when given one: see core/ledger.py
+    # Positional, and `map` over the reports: one is built per finished event, and keywords
+    # and a generator were half of its cost.
     return Receipt(
-        event_id=event.event_id,
-        outcome=COMPLETED,
-        event_type=event.type.value,
-        reason=event.reason,
-        source=event.source,
-        occurred_at_ms=event.occurred_at_ms,
-        completed_at_ms=completed_at_ms,
-        time_to_erasure_ms=max(0, completed_at_ms - event.occurred_at_ms),
-        operations=tuple(operations),
-        verified=bool(operations) and all(op.verified for op in operations),
-        dlq_reason=None,
-        consumer_group=group,
-        input=position,
+        event.event_id,
+        COMPLETED,
+        event.type.value,
+        event.reason,
+        event.source,
+        event.occurred_at_ms,
+        completed_at_ms,
+        max(0, completed_at_ms - event.occurred_at_ms),
+        operations,
+        bool(operations) and all(map(_verified, operations)),
+        None,
+        group,
+        position,
     )
+
+
+_verified = attrgetter("verified")
 
 
 def dead_lettered(

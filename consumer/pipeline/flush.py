@@ -222,9 +222,7 @@ class Flush:
         if finished:
             sink = self._receipts
             if sink is not None:
-                await sink.write(
-                    [receipt for ref in finished for receipt in self._receipts_for(ref, None, sink)]
-                )
+                await sink.write(self._completed_receipts(finished, sink.group))
             self._settled_deleted(finished)
         if failed:
             await asyncio.gather(*(self._finish(ref) for ref in failed))
@@ -314,6 +312,30 @@ class Flush:
             self._metrics.events[(kind, "duplicate")].inc(count)
             self._summary.duplicates += count
         self._in_flight.settle([self._owners[copy] for copy in copies])
+
+    def _completed_receipts(self, refs: list[Ref], group: str) -> list[Receipt]:
+        """`_receipts_for` each of `refs`, all completed: an operation finishes up to a
+        thousand events at once, so this is one loop with its lookups bound."""
+        ledger = self._ledger
+        assert ledger is not None
+        events, owners = self._events, self._owners
+        reports, finished_at, copies_of = ledger.reports, ledger.finished_at, ledger.copies
+        now_ms = int(time.time() * 1000)
+        receipts: list[Receipt] = []
+        for ref in refs:
+            finished = finished_at(ref)
+            receipt = completed(
+                events[ref],
+                reports(ref),
+                completed_at_ms=now_ms if finished is None else int(finished * 1000),
+                group=group,
+                position=_position(owners[ref]),
+            )
+            receipts.append(receipt)
+            copies = copies_of(ref)
+            if copies:
+                receipts += [duplicate(receipt, _position(owners[copy])) for copy in copies]
+        return receipts
 
     def _receipts_for(
         self, ref: Ref, letter: DeadLetter | None, sink: ReceiptSink

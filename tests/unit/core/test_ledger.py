@@ -77,9 +77,21 @@ def test_copies_and_reports_are_kept_per_event() -> None:
     ledger.report_each({0: OperationReport("delete_linked", ("memory_id",), 1, cascade_count=3)})
     assert ledger.copies(0) == [1, 3] and ledger.copies(2) == []
     assert [r.kind for r in ledger.reports(0)] == ["delete_all", "delete_linked"]
-    assert ledger.reports(2) == [report] and ledger.reports(5) == []
+    assert ledger.reports(2) == (report,) and ledger.reports(5) == ()
 
 
 def test_an_event_no_operation_serves_has_nothing_recorded() -> None:
     ledger = FlushLedger(Plan())
     assert ledger.failure(0) is None and ledger.finished_at(0) is None
+
+
+def test_the_events_one_operation_alone_served_share_one_tuple_of_reports() -> None:
+    # Their receipts share it then, and the writer encodes it once for all of them.
+    planned = Plan(operations=[DeleteAll(SCOPE, (0, 1, 2)), DeleteAll(SCOPE, (2,))])
+    ledger = FlushLedger(planned)
+    first = OperationReport("delete_ids", ("memory_id",), calls=2)
+    ledger.report((0, 1, 2), first)
+    assert ledger.reports(0) is ledger.reports(1) is ledger.reports(2)
+    ledger.report((2,), OperationReport("delete_all", ("user_id",), calls=3))
+    assert ledger.reports(0) is ledger.reports(1) == (first,)
+    assert [r.kind for r in ledger.reports(2)] == ["delete_ids", "delete_all"]
