@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from consumer.core.dlq import DlqReason
 from consumer.core.events import Scope
+from consumer.core.job_timing import JobTiming
 from consumer.core.outcome import Failure, Outcome
 from consumer.core.planner import DeleteAll, DeleteEntity, DeleteIds, Operation, ResolveScope
 from consumer.core.retry import RetryPolicy
@@ -67,8 +68,11 @@ class Executor:
     ) -> None:
         self._client = client
         self._downstream = downstream
-        self._job_poll_s = job_poll_s
-        self._job_poll_cap_s = job_poll_cap_s
+        # One per kind of job: a user's memories and an entity record need not take as long.
+        self._job_timing = {
+            kind: JobTiming(first_s=job_poll_s, cap_s=job_poll_cap_s)
+            for kind in ("delete_all", "entity_delete")
+        }
         self._job_not_found_grace_s = job_not_found_grace_s
         self._verify = verify
         self._on_verify = on_verify or (lambda _result: None)
@@ -237,21 +241,22 @@ class Executor:
         """Watch a Platform job to its end; a FAILED one is raised like a failed call, so the
         step that started it is retried."""
         tally.job_id = job_id
-        status = await self._watch(job_id, tally)
+        status = await self._watch(job_id, self._job_timing[operation], tally)
         if status.status != "SUCCEEDED":
             raise TransientError(
                 f"{operation} job FAILED: {status.error or 'no reason given'}",
                 operation=operation,
             )
 
-    async def _watch(self, job_id: str, tally: Tally) -> JobStatus:
-        """Poll a job until it finishes. A job the API does not know is taken for one not yet
-        readable for a grace period (nothing documents how soon a new one is); past it, the
-        delete is issued again (it is idempotent) rather than dead-lettered."""
-        interval = self._job_poll_s
+    async def _watch(self, job_id: str, timing: JobTiming, tally: Tally) -> JobStatus:
+        """Poll a job until it finishes, when jobs like it have been finishing (`JobTiming`).
+
+        A job the API does not know is taken for one not yet readable for a grace period
+        (nothing documents how soon a new one is); past it, the delete is issued again (it is
+        idempotent) rather than dead-lettered."""
         started = self._clock()
-        while True:
-            await self._calls.sleep(interval)
+        for delay in timing.delays():
+            await self._calls.sleep(delay)
             try:
                 status = await self._calls.call(
                     "job_status", lambda: self._client.job_status(job_id), tally
@@ -266,8 +271,9 @@ class Executor:
                 self._calls.on_retry("job_status", 404)
             else:
                 if status.finished:
+                    timing.found_done(self._clock() - started)
                     return status
-            interval = min(interval * 1.5, self._job_poll_cap_s)
+        raise AssertionError("JobTiming.delays never ends")
 
     # -- self-hosted delete_all and compound scopes: listings ---------------------------------
 
