@@ -223,8 +223,12 @@ class Settings:
         "FLUSH_MAX_BYTES", p.integer(1, 1 << 30), 8 * 1024 * 1024,
         "flush window: message bytes per flush at most",
     )
+    # A backlog fills a flush at once, so the wait only matters for a trickle, where it is time
+    # to erasure: at 150 ms it was a quarter of an event's wait at a steady 400 events/s
+    # (bench/latency.py), for ids folded into fewer batches (0.04 batch calls per event at
+    # 25 ms, against 0.01 at 150).
     flush_max_wait_ms: int = option(
-        "FLUSH_MAX_WAIT_MS", p.integer(0, 60_000), 150, "flush window: longest wait before a flush",
+        "FLUSH_MAX_WAIT_MS", p.integer(0, 60_000), 25, "flush window: longest wait before a flush",
     )
     # Calls in flight bound a burst of scopes (two calls each at least, latency-bound): at 5 ms
     # per call 32 held the burst near 1.5k events/s, 64 took it to 2.7k (bench/e2e.py, when the
@@ -248,7 +252,8 @@ class Settings:
     )
     mem0_job_poll_interval_ms: int = option(
         "MEM0_JOB_POLL_INTERVAL_MS", p.integer(1, 60_000), 100,
-        "first poll of a `delete_all` job (then backs off to 2 s)",
+        "first poll of a Platform job until jobs have been seen finishing; then polls go out "
+        "around the median time recent jobs took, backing off to 2 s past twice that",
     )
     # Nothing documents how soon a new Platform job is readable: a 404 this soon is waited out.
     mem0_job_not_found_grace_s: float = option(

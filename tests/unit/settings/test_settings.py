@@ -71,7 +71,7 @@ def test_defaults_follow_the_contract() -> None:
     assert s.mem0_base_url == "https://api.mem0.ai"
     assert s.mem0_api_key.reveal() == "m0-secret-key"
     assert s.metrics_port == 9400
-    assert (s.flush_max_events, s.flush_max_bytes, s.flush_max_wait_ms) == (5000, 8388608, 150)
+    assert (s.flush_max_events, s.flush_max_bytes, s.flush_max_wait_ms) == (5000, 8388608, 25)
     assert (s.mem0_max_concurrency, s.mem0_batch_size, s.mem0_timeout_s) == (64, 1000, 30.0)
     assert s.mem0_job_poll_interval_ms == 100
     assert (s.retry_base_ms, s.retry_cap_s, s.retry_after_cap_s) == (200, 30.0, 300.0)
@@ -235,6 +235,7 @@ def test_consumer_config() -> None:
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "fetch.queue.backoff.ms": 20,
+        "fetch.wait.max.ms": 50,
         "session.timeout.ms": "10000",
     }
     overridden = consumer_config(
