@@ -1,18 +1,26 @@
 """End to end: drain a preloaded backlog through the real consumer, against a naive loop.
 
     python -m bench.e2e [--events 200000] [--workloads "erasure burst,session sweep,id clean-up"]
-                        [--latency-ms 5] [--job-delay-ms 50] [--baseline-events 300]
+                        [--variants "defaults,receipts off,verification off"] [--workers 1]
+                        [--latency-ms 5] [--job-delay-ms 50] [--baseline-events 300] [--quick]
 
 Starts Tansu and the Mem0 sandbox (its own process, `latency-ms` per call, delete jobs done
 after `job-delay-ms`), preloads the input topic, runs `deletion-consumer run` as a process
-until every offset is committed, and prints per workload: events per second (from the first
-Mem0 call to the last commit, and from process start), Mem0 calls per 1000 events, p50/p99
-time from publish to completion (from the consumer's erasure histogram), the consumer's peak
-RSS and CPU seconds. Then the baseline a user would otherwise write, a loop calling the
-official `mem0ai` MemoryClient once per event, on a sample of the same events against the
-same sandbox, and the ratios. Last, the sandbox's own capacity in this run, to show it is not
-what limits the consumer. Memories are not seeded: deleting what is not there takes the same
-calls, and seeding a million memories would only measure the sandbox.
+until every offset is committed, and prints per workload one row per variant: the defaults
+(receipts and verification on, as a user runs it), then each feature switched off, every row
+with its ratio to the defaults row of the same run. A row gives events per second (from the
+first Mem0 call to the last commit), Mem0 calls per 1000 events, p50/p99 time from publish to
+completion (the consumer's erasure histogram), peak RSS and CPU (summed over workers), and the
+busy share of a core of the consumer, the sandbox and the broker meanwhile. `--workers 1,2`
+runs each variant with 1 and then 2 worker processes (`run --workers N`). Then the baseline a
+user would otherwise write, a loop calling the official `mem0ai` MemoryClient once per event,
+on a sample of the same events against the same sandbox, and the ratios. Last, the sandbox's
+own capacity in this run, to show it is not what limits the consumer. Memories are not
+seeded: deleting what is not there takes the same calls, and seeding a million memories
+would only measure the sandbox.
+
+`--quick` is the short form CI runs (a few seconds a workload): 20,000 events, the defaults
+and receipts off, no baseline and no capacity; it prints figures and asserts none.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,10 +55,18 @@ from consumer.sandbox.command import sandbox_command
 
 TP = tuple[str, int]
 
+# The rows of a workload: the defaults first (what a user runs), then one feature off per row.
+VARIANTS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "receipts off": {"RECEIPTS_TOPIC": ""},
+    "verification off": {"VERIFY_DELETES": "false"},
+}
+
 
 @dataclass
 class Result:
-    name: str
+    variant: str
+    workers: int
     events: int
     steady_s: float
     total_s: float
@@ -128,10 +145,11 @@ def publish(bootstrap: str, topic: str, events: list[DeletionEvent]) -> dict[TP,
     return ends
 
 
-def quantile(families: dict[str, Any], name: str, q: float) -> float:
-    """A quantile of a histogram summed over its labels, by linear interpolation in buckets."""
+def quantile(samples: list[Any], q: float) -> float:
+    """A quantile of a histogram's samples (summed over labels and workers), by linear
+    interpolation in buckets."""
     buckets: dict[float, float] = {}
-    for sample in families[name].samples:
+    for sample in samples:
         if sample.name.endswith("_bucket"):
             bound = float(sample.labels["le"])
             buckets[bound] = buckets.get(bound, 0.0) + sample.value
@@ -150,13 +168,46 @@ def quantile(families: dict[str, Any], name: str, q: float) -> float:
     return previous_bound
 
 
+def metric_samples(ports: list[int]) -> dict[str, list[Any]]:
+    """Every family's samples, from each worker's endpoint together."""
+    merged: dict[str, list[Any]] = {}
+    for port in ports:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            merged.setdefault(family.name, []).extend(family.samples)
+    return merged
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (a `--workers` parent and its workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                continue
+    return found
+
+
 def proc_figures(pid: int) -> tuple[float, float]:
-    """Peak RSS (MB) and CPU seconds of a live process, from /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """Peak RSS (MB) and CPU seconds of a live process and its children, from /proc."""
+    peak_mb = cpu_s = 0.0
     ticks = os.sysconf("SC_CLK_TCK")
-    return peak_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        peak_kb = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
+        )
+        peak_mb += peak_kb / 1024
+        cpu_s += (int(fields[11]) + int(fields[12])) / ticks
+    return peak_mb, cpu_s
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -166,17 +217,17 @@ def cpu_seconds(pid: int | None) -> float:
 _GAUGES = ("in_flight_events", "in_flight_operations", "partitions_paused")
 
 
-def print_gauges(metrics_port: int, started: float, pid: int, committed: dict[Any, int]) -> None:
+def print_gauges(ports: list[int], started: float, pid: int, committed: dict[Any, int]) -> None:
     """One line of --timeline: where the pipeline stands (why the consumer may be idle)."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+        samples = metric_samples(ports)
     except httpx.HTTPError:
         return
-    values = {
-        sample.name.removeprefix("mem0_deletion_"): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    values: dict[str, float] = {}
+    for family in samples.values():
+        for sample in family:
+            name = sample.name.removeprefix("mem0_deletion_")
+            values[name] = values.get(name, 0.0) + sample.value
     gauges = "  ".join(f"{name} {values.get(name, 0):>7.0f}" for name in _GAUGES)
     print(
         f"  t {time.monotonic() - started:6.2f} s  cpu {cpu_seconds(pid):6.2f} s  "
@@ -192,14 +243,20 @@ def run_workload(
     sandbox_port: int,
     args: argparse.Namespace,
     *,
+    variant: str,
+    workers: int,
     pids: tuple[int, int | None],
 ) -> Result:
     suffix = uuid.uuid4().hex[:8]
     topic, dlq, group = f"bench.{suffix}", f"bench.{suffix}.dlq", f"bench-{suffix}"
-    create_topics(bootstrap, [topic, dlq], partitions=args.partitions)
+    receipts = f"bench.{suffix}.receipts"
+    create_topics(bootstrap, [topic, dlq, receipts], partitions=args.partitions)
     httpx.post(f"http://127.0.0.1:{sandbox_port}/_sandbox/reset", timeout=10)
     ends = publish(bootstrap, topic, events)
     metrics_port = free_port()
+    while workers > 1 and not all(port_free(metrics_port + i) for i in range(workers)):
+        metrics_port = free_port()
+    ports = [metrics_port + i for i in range(workers)]
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -207,70 +264,92 @@ def run_workload(
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
         "DELETION_TOPICS": topic,
         "DLQ_TOPIC": dlq,
-        "RECEIPTS_TOPIC": "",
+        "RECEIPTS_TOPIC": receipts,
         "MEM0_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
         "MEM0_API_KEY": "sandbox-key",
         "METRICS_PORT": str(metrics_port),
         "LOG_LEVEL": "WARNING",
+        **VARIANTS[variant],
         **dict(kv.split("=", 1) for kv in args.env),
     }
+    command = [sys.executable, "-m", "consumer", "run"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     started = time.monotonic()
-    consumer = subprocess.Popen([sys.executable, "-m", "consumer", "run"], env=env)
+    consumer = subprocess.Popen(command, env=env)
     profiler = None
     if args.profile:
         # Sampled from outside (py-spy, not installed by the project): collapsed stacks, one
-        # file per workload, for flamegraph.pl or speedscope.
-        out = Path(args.profile) / f"{name.replace(' ', '-')}.txt"
+        # file per workload and variant, for flamegraph.pl or speedscope.
+        label = f"{name}-{variant}-{workers}".replace(" ", "-")
+        out = Path(args.profile) / f"{label}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         profiler = subprocess.Popen(
             [
                 *("py-spy", "record", "--pid", str(consumer.pid), "--format", "raw"),
-                *("--rate", "250", "--nonblocking", "--output", str(out)),
+                *("--rate", "250", "--nonblocking", "--subprocesses", "--output", str(out)),
             ],
             stdout=subprocess.DEVNULL,
         )
     first_call = None
     cpu_at_first_call = [0.0, 0.0, 0.0]
+    deadline_s = max(300.0, len(events) / 200)  # 200 events/s: a tenth of the slowest workload
     try:
         while True:
-            time.sleep(0.25)
+            time.sleep(0.1)
             if first_call is None and stats(sandbox_port)["calls_by_operation"]:
                 first_call = time.monotonic()
                 cpu_at_first_call = [cpu_seconds(pid) for pid in (*pids, consumer.pid)]
             committed = committed_positions(bootstrap, group, ends)
             if args.timeline:
-                print_gauges(metrics_port, started, consumer.pid, committed)
+                print_gauges(ports, started, consumer.pid, committed)
             if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
                 break
             if consumer.poll() is not None:
                 raise RuntimeError(f"the consumer exited with {consumer.returncode}")
+            if time.monotonic() - started > deadline_s:
+                # A hung consumer must fail the run (CI runs this), not hold it for ever.
+                raise RuntimeError(
+                    f"not drained after {deadline_s:.0f} s: committed "
+                    f"{sum(max(0, c) for c in committed.values())} of {sum(ends.values())}"
+                )
         done = time.monotonic()
         cpu_at_done = [cpu_seconds(pid) for pid in (*pids, consumer.pid)]
         peak_mb, cpu_s = proc_figures(consumer.pid)
-        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        samples = metric_samples(ports)
     finally:
         consumer.send_signal(signal.SIGTERM)
         consumer.wait(60)
         if profiler is not None:
             profiler.wait(30)
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    erasure = "mem0_deletion_time_to_erasure_seconds"
+    erasure = samples.get("mem0_deletion_time_to_erasure_seconds", [])
     counts = stats(sandbox_port)
+    steady = done - (first_call or started)
     return Result(
-        name=name,
+        variant=variant,
+        workers=workers,
         events=len(events),
-        steady_s=done - (first_call or started),
+        steady_s=steady,
         total_s=done - started,
         calls=sum(counts["calls_by_operation"].values()),
         calls_by_op=counts["calls_by_operation"],
-        p50_s=quantile(families, erasure, 0.5),
-        p99_s=quantile(families, erasure, 0.99),
+        p50_s=quantile(erasure, 0.5),
+        p99_s=quantile(erasure, 0.99),
         peak_rss_mb=peak_mb,
         cpu_s=cpu_s,
-        consumer_busy=(cpu_at_done[2] - cpu_at_first_call[2]) / (done - (first_call or started)),
-        sandbox_busy=(cpu_at_done[0] - cpu_at_first_call[0]) / (done - (first_call or started)),
-        broker_busy=(cpu_at_done[1] - cpu_at_first_call[1]) / (done - (first_call or started)),
+        consumer_busy=(cpu_at_done[2] - cpu_at_first_call[2]) / steady,
+        sandbox_busy=(cpu_at_done[0] - cpu_at_first_call[0]) / steady,
+        broker_busy=(cpu_at_done[1] - cpu_at_first_call[1]) / steady,
     )
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def run_baseline(events: list[DeletionEvent], sandbox_port: int) -> tuple[float, int]:
@@ -341,72 +420,107 @@ async def sandbox_capacity(
     return done / (time.monotonic() - started)
 
 
+def print_row(result: Result, reference: Result | None) -> None:
+    ratio = result.rate / reference.rate if reference is not None else 1.0
+    cpu_us = result.cpu_s * 1e6 / result.events
+    print(
+        f"  {result.variant:<17} {result.workers:>7} {result.rate:>10,.0f} {ratio:>8.2f}x "
+        f"{result.calls * 1000 / result.events:>9.1f} {result.p50_s:>7.2f} {result.p99_s:>7.2f} "
+        f"{result.peak_rss_mb:>7.0f} {result.cpu_s:>6.1f} {cpu_us:>9.0f}"
+        f"   {result.consumer_busy:>4.0%} {result.sandbox_busy:>4.0%} {result.broker_busy:>4.0%}",
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=None, help="default 200000 (quick: 20000)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--variants", default=None, help=f"of: {', '.join(VARIANTS)}")
+    parser.add_argument("--workers", default="1", help="worker counts to run, e.g. 1,2")
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--job-delay-ms", type=float, default=50.0)
-    parser.add_argument("--baseline-events", type=int, default=300)
+    parser.add_argument("--baseline-events", type=int, default=None, help="default 300; 0: none")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the consumer")
     parser.add_argument("--profile", metavar="DIR", help="sample the consumer with py-spy into DIR")
+    parser.add_argument("--quick", action="store_true", help="the short form CI runs")
     parser.add_argument(
         "--timeline",
         action="store_true",
-        help="print the consumer's in-flight gauges and CPU every quarter second",
+        help="print the consumer's in-flight gauges and CPU every tenth of a second",
     )
     args = parser.parse_args()
+    quick = args.quick
+    count = args.events if args.events is not None else (20_000 if quick else 200_000)
+    default_variants = "defaults,receipts off" if quick else ",".join(VARIANTS)
+    variants = (args.variants or default_variants).split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(unknown)}")
+    worker_counts = [int(n) for n in args.workers.split(",")]
+    baseline_events = args.baseline_events
+    if baseline_events is None:
+        baseline_events = 0 if quick else 300
     sandbox_port = free_port()
     sandbox = start_sandbox(sandbox_port, args.latency_ms, args.job_delay_ms)
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')} UTC; {os.cpu_count()} cores; "
-        f"sandbox latency {args.latency_ms} ms, jobs done after {args.job_delay_ms} ms"
+        f"sandbox latency {args.latency_ms} ms, jobs done after {args.job_delay_ms} ms; "
+        f"{args.partitions} partitions"
     )
     try:
         with LocalBroker() as broker:
             for name in args.workloads.split(","):
-                events = WORKLOADS[name](args.events, random.Random(11))
+                events = WORKLOADS[name](count, random.Random(11))
                 pids = (sandbox.pid, broker.pid)
-                result = run_workload(name, events, broker.bootstrap, sandbox_port, args, pids=pids)
-                base_rate, base_calls = run_baseline(events[: args.baseline_events], sandbox_port)
-                per_k = 1000 / result.events
-                base_per_k = base_calls * 1000 / args.baseline_events
-                ops = ", ".join(f"{k} {v}" for k, v in sorted(result.calls_by_op.items()))
-                print(f"\n{name}: {result.events} events")
+                print(f"\n{name}: {len(events)} events")
                 print(
-                    f"  consumer   {result.rate:>9,.0f} events/s (first call to last commit, "
-                    f"{result.steady_s:.1f} s; {result.events / result.total_s:,.0f}/s from start)"
+                    f"  {'variant':<17} {'workers':>7} {'events/s':>10} {'ratio':>9} "
+                    f"{'calls/1k':>9} {'p50 s':>7} {'p99 s':>7} {'RSS MB':>7} {'CPU s':>6} "
+                    f"{'CPU µs/ev':>7}   busy: consumer, sandbox, broker"
                 )
-                print(f"             {result.calls * per_k:>9.1f} calls/1000 events ({ops})")
-                print(
-                    f"             p50 {result.p50_s:.2f} s, p99 {result.p99_s:.2f} s "
-                    f"publish to done; peak RSS {result.peak_rss_mb:.0f} MB; "
-                    f"CPU {result.cpu_s:.1f} s"
-                )
-                print(
-                    f"             busy share of a core meanwhile: the consumer "
-                    f"{result.consumer_busy:.0%}, the sandbox {result.sandbox_busy:.0%}, "
-                    f"the broker {result.broker_busy:.0%}"
-                )
-                print(
-                    f"  baseline   {base_rate:>9,.1f} events/s, {base_per_k:.0f} calls/1000 events "
-                    f"(mem0ai MemoryClient, {args.baseline_events} events, one call each)"
-                )
-                print(
-                    f"  ratio      {result.rate / base_rate:>9.1f}x events/s, "
-                    f"{base_per_k / (result.calls * per_k):.2f}x fewer calls"
-                )
-            print(f"\nsandbox capacity in this run, alone ({args.latency_ms} ms latency):")
-            for kind, unit in (
-                ("delete", "single deletes/s"),
-                ("batch", "ids/s in batches of 1000"),
-                ("delete_all", "delete_all calls/s"),
-            ):
-                capacity = asyncio.run(sandbox_capacity(sandbox_port, kind))
-                print(f"  {capacity:>11,.0f} {unit}")
+                results: list[Result] = []
+                for workers in worker_counts:
+                    for variant in variants:
+                        result = run_workload(
+                            name,
+                            events,
+                            broker.bootstrap,
+                            sandbox_port,
+                            args,
+                            variant=variant,
+                            workers=workers,
+                            pids=pids,
+                        )
+                        print_row(result, results[0] if results else None)
+                        results.append(result)
+                first = results[0]
+                ops = ", ".join(f"{k} {v}" for k, v in sorted(first.calls_by_op.items()))
+                print(f"  calls ({first.variant}, {first.workers} worker): {ops}")
+                if baseline_events:
+                    base_rate, base_calls = run_baseline(events[:baseline_events], sandbox_port)
+                    base_per_k = base_calls * 1000 / baseline_events
+                    print(
+                        f"  baseline {base_rate:>9,.1f} events/s, {base_per_k:.0f} calls/1000 "
+                        f"events (mem0ai MemoryClient, {baseline_events} events, one call each)"
+                    )
+                    print(
+                        f"  ratio    {first.rate / base_rate:>9.1f}x events/s, "
+                        f"{base_per_k / (first.calls * 1000 / first.events):.2f}x fewer calls "
+                        f"({first.variant})"
+                    )
+            if not quick:
+                print(f"\nsandbox capacity in this run, alone ({args.latency_ms} ms latency):")
+                for kind, unit in (
+                    ("delete", "single deletes/s"),
+                    ("batch", "ids/s in batches of 1000"),
+                    ("delete_all", "delete_all calls/s"),
+                ):
+                    capacity = asyncio.run(sandbox_capacity(sandbox_port, kind))
+                    print(f"  {capacity:>11,.0f} {unit}")
     finally:
         sandbox.terminate()
         sandbox.wait()
