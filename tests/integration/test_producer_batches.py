@@ -124,3 +124,43 @@ def test_only_the_refused_records_are_sent_again_after_a_delay(
     assert slept == [0.5]
     assert "receipt write failed for 2 of 5 records, retrying in 0.5s" in caplog.text
     assert "Not enough in-sync replicas" in caplog.text
+
+
+def test_after_an_idle_spell_a_send_is_acknowledged_without_waiting_out_the_idle_poll(
+    kafka: str, topics: Topics
+) -> None:
+    """The poller sleeps half a second between polls while nothing awaits a delivery; a send
+    wakes it, so its acknowledgement is not held to the end of that half second."""
+
+    async def main() -> float:
+        producer = AsyncProducer({"bootstrap.servers": kafka}, asyncio.get_running_loop())
+        try:
+            await producer.send_batch(topics.receipts, [(b"warm", b"up")])  # connected, idle
+            idle = asyncio.get_running_loop().time()
+            while asyncio.get_running_loop().time() - idle < 0.05:
+                await asyncio.sleep(0.01)  # the poller is in its idle wait now
+            started = asyncio.get_running_loop().time()
+            await producer.send_batch(topics.receipts, [(b"k", b"v")])
+            return asyncio.get_running_loop().time() - started
+        finally:
+            producer.close(5)
+
+    assert asyncio.run(main()) < 0.3
+
+
+def test_a_close_on_another_thread_settles_what_it_flushes(kafka: str, topics: Topics) -> None:
+    """The service closes the producer from an executor thread: the reports that flush serves
+    there reach the waiters on the event loop."""
+
+    async def main() -> list[Refusal]:
+        loop = asyncio.get_running_loop()
+        producer = AsyncProducer({"bootstrap.servers": kafka, "linger.ms": 200}, loop)
+        sending = asyncio.ensure_future(
+            producer.send_batch(topics.receipts, [(b"a", b"1"), (b"b", b"2")])
+        )
+        await asyncio.sleep(0)  # queued, lingering
+        left = await loop.run_in_executor(None, producer.close, 5.0)
+        assert left == 0
+        return await asyncio.wait_for(sending, 5)
+
+    assert asyncio.run(main()) == []
