@@ -314,8 +314,9 @@ class Flush:
         self._in_flight.settle([self._owners[copy] for copy in copies])
 
     def _completed_receipts(self, refs: list[Ref], group: str) -> list[Receipt]:
-        """`_receipts_for` each of `refs`, all completed: an operation finishes up to a
-        thousand events at once, so this is one loop with its lookups bound."""
+        """The receipts of events every operation of which succeeded, and one per duplicate
+        record pointing at its event's: an operation finishes up to a thousand events at once,
+        so this is one loop with its lookups bound."""
         ledger = self._ledger
         assert ledger is not None
         events, owners = self._events, self._owners
@@ -341,29 +342,18 @@ class Flush:
         self, ref: Ref, letter: DeadLetter | None, sink: ReceiptSink
     ) -> list[Receipt]:
         """The event's receipt, and one per duplicate record pointing at it."""
+        if letter is None:
+            return self._completed_receipts([ref], sink.group)
         ledger = self._ledger
         assert ledger is not None
-        event, position = self._events[ref], _position(self._owners[ref])
-        reports = ledger.reports(ref)
-        now_ms = int(time.time() * 1000)
-        if letter is None:
-            finished = ledger.finished_at(ref)
-            receipt = completed(
-                event,
-                reports,
-                completed_at_ms=now_ms if finished is None else int(finished * 1000),
-                group=sink.group,
-                position=position,
-            )
-        else:
-            receipt = dead_lettered(
-                event,
-                reports,
-                dlq_reason=letter.reason,
-                failed_at_ms=now_ms,
-                group=sink.group,
-                position=position,
-            )
+        receipt = dead_lettered(
+            self._events[ref],
+            ledger.reports(ref),
+            dlq_reason=letter.reason,
+            failed_at_ms=int(time.time() * 1000),
+            group=sink.group,
+            position=_position(self._owners[ref]),
+        )
         copies = ledger.copies(ref)
         return [receipt, *(duplicate(receipt, _position(self._owners[c])) for c in copies)]
 
