@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import random
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from io import BytesIO
@@ -30,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastavro import schemaless_reader
 
+from bench.timing import cpu_rates
 from consumer.avro import event_reader
 from consumer.avro.codec import (
     AvroSchema,
@@ -136,25 +135,6 @@ def _with_python_scan(run: Callable[[], object]) -> object:
         event_reader.scan = compiled
 
 
-def _rates(runs: dict[str, Callable[[], object]], n: int, repeat: int) -> dict[str, float]:
-    """Events/s per run, best of `repeat`. Rounds interleave the runs so that a noisy neighbour
-    slows all of them alike; the collector is paused while timing, as the events here are
-    short-lived and a collection landing in one run but not another is noise, not signal. CPU
-    time, not wall time: single-threaded either way, and steadier on a shared machine."""
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(repeat):
-        for label, run in runs.items():
-            gc.collect()
-            gc.disable()
-            try:
-                started = time.process_time()
-                run()
-                best[label] = min(best[label], time.process_time() - started)
-            finally:
-                gc.enable()
-    return {label: n / seconds for label, seconds in best.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -208,7 +188,7 @@ def main() -> None:
             for i in range(0, len(single), 5000)
         ],
     }
-    rows = list(_rates(runs, n, repeat).items())
+    rows = list(cpu_rates(runs, n, repeat).items())
     bare = rows[0][1]
     scan = "compiled" if event_reader.COMPILED else "in Python (consumer/avro/_scan.c not built)"
     print(f"{n} mixed events, best of {repeat}; Python {sys.version.split()[0]}; scan {scan}")

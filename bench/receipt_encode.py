@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import random
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import cpu_rates
 from consumer.avro.codec import encode_record
 from consumer.avro.receipt_codec import ReceiptEncoder
 from consumer.avro.receipt_writer import receipt_body
@@ -123,23 +122,6 @@ def _receipts(n: int, rng: random.Random) -> list[Receipt]:
     return out[:n]
 
 
-def _rates(runs: dict[str, Callable[[], object]], n: int, repeat: int) -> dict[str, float]:
-    """Receipts/s per run, best of `repeat`: rounds interleaved, collector paused, CPU time
-    (as bench/decode_bench.py measures, for the same reasons)."""
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(repeat):
-        for label, run in runs.items():
-            gc.collect()
-            gc.disable()
-            try:
-                started = time.process_time()
-                run()
-                best[label] = min(best[label], time.process_time() - started)
-            finally:
-                gc.enable()
-    return {label: n / seconds for label, seconds in best.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--receipts", type=int, default=100_000)
@@ -179,7 +161,7 @@ def main() -> None:
         "(b') ReceiptEncoder.single_object": lambda: list(map(encoder.single_object, receipts)),
         "(b') ReceiptEncoder.encode_many, Confluent, batches of 1000": encode_batches,
     }
-    rows = list(_rates(runs, n, repeat).items())
+    rows = list(cpu_rates(runs, n, repeat).items())
     bare = rows[0][1]
     size = sum(map(len, bodies)) / n
     python = sys.version.split()[0]

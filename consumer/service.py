@@ -215,7 +215,7 @@ async def serve(
     finally:
         await lag.stop()
         await downstream.aclose()
-        left = await asyncio.get_running_loop().run_in_executor(None, producer.close, 10.0)
+        left = await producer.aclose(10.0)
         if left:
             log.error("producer closed with undelivered records", extra={"count": left})
         await client.aclose()

@@ -141,12 +141,23 @@ class AsyncProducer:
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Flush (from any thread: the reports it serves reach the loop safely), then stop
-        polling."""
+        polling; the number of records still undelivered."""
         left = self.flush(timeout_s)
         poller = self._poller
         if poller is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to stop
                 self._loop.call_soon_threadsafe(poller.cancel)
+        return left
+
+    async def aclose(self, timeout_s: float = 10.0) -> int:
+        """`close` from the event loop: the flush off it, and the poller stopped before this
+        returns (so no task is left pending when the loop ends)."""
+        left = await self._loop.run_in_executor(None, self.flush, timeout_s)
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         return left
 
 
@@ -164,22 +175,21 @@ class _Batch:
             self.done.set_result(None)
 
     def delivered(self, error: KafkaError | None, message: Any) -> None:
+        refusal = None if error is None else ((message.key(), message.value()), error.str())
+        self._one_done(refusal)
+
+    def refused_now(self, record: KeyValue, error: str) -> None:
+        """A record librdkafka would not even queue (too large, say): refused without a report."""
+        self._one_done((record, error))
+
+    def _one_done(self, refusal: Refusal | None) -> None:
         with self._lock:
-            if error is not None:
-                self.refused.append(((message.key(), message.value()), error.str()))
+            if refusal is not None:
+                self.refused.append(refusal)
             self._left -= 1
             last = self._left == 0
         if last:
             _on_loop(self._loop, _finish, self.done)
-
-    def refused_now(self, record: KeyValue, error: str) -> None:
-        """A record librdkafka would not even queue (too large, say): refused without a report."""
-        with self._lock:
-            self.refused.append((record, error))
-            self._left -= 1
-            last = self._left == 0
-        if last:
-            _finish(self.done)  # on the event loop already
 
 
 class Sender(Protocol):

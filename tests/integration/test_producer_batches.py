@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,20 @@ def test_a_close_on_another_thread_settles_what_it_flushes(kafka: str, topics: T
         return await asyncio.wait_for(sending, 5)
 
     assert asyncio.run(main()) == []
+
+
+def test_aclose_delivers_what_is_queued_and_leaves_no_task_behind(
+    kafka: str, topics: Topics
+) -> None:
+    async def main() -> tuple[int, list[Refusal], set[asyncio.Task[Any]]]:
+        loop = asyncio.get_running_loop()
+        producer = AsyncProducer({"bootstrap.servers": kafka, "linger.ms": 200}, loop)
+        sending = asyncio.ensure_future(producer.send_batch(topics.receipts, [(b"a", b"1")]))
+        await asyncio.sleep(0)  # queued, lingering
+        left = await producer.aclose(5.0)
+        refused = await asyncio.wait_for(sending, 5)
+        others = {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+        return left, refused, others
+
+    left, refused, pending = asyncio.run(main())
+    assert (left, refused, pending) == (0, [], set())
