@@ -33,6 +33,7 @@ __all__ = [
     "DeadLetter",
     "DlqReason",
     "Headers",
+    "carried_replay_count",
     "dead_letter_headers",
     "headers_of",
     "one_line",
@@ -133,7 +134,7 @@ def replay_count(value: bytes | None) -> int | None:
     return int(value)
 
 
-def _carried_count(original: Headers) -> int:
+def carried_replay_count(original: Headers) -> int:
     """The replay count the record arrived with: one readable header, else 0 (never
     replayed, as far as `replay` is concerned: it writes exactly one, readable)."""
     counts = [value for name, value in original if name == REPLAY_COUNT_HEADER]
@@ -165,7 +166,7 @@ def dead_letter_headers(original: Headers, letter: DeadLetter, failed_at: float)
         added["dlq.event_id"] = letter.event_id
     if letter.http_status is not None:
         added["dlq.http_status"] = str(letter.http_status)
-    replays = _carried_count(original)
+    replays = carried_replay_count(original)
     if replays:
         added[REPLAY_COUNT_HEADER] = str(replays)
     return [*kept, *((name, value.encode("utf-8")) for name, value in added.items())]

@@ -20,7 +20,13 @@ import time
 
 from confluent_kafka import Message
 
-from consumer.core.dlq import DeadLetter, DlqReason, dead_letter_headers, headers_of
+from consumer.core.dlq import (
+    DeadLetter,
+    DlqReason,
+    carried_replay_count,
+    dead_letter_headers,
+    headers_of,
+)
 from consumer.core.guard import DlqGuard
 from consumer.core.outcome import Failure
 from consumer.kafka.producer import AsyncProducer, produce_until_delivered
@@ -93,7 +99,8 @@ class DeadLetterSink:
             self._metrics.dlq_guard_tripped.set(1)
             # Held for good: the event stays in flight and uncommitted until a restart.
             await self._never.wait()
-        headers = dead_letter_headers(headers_of(message), letter, time.time())
+        original = headers_of(message)
+        headers = dead_letter_headers(original, letter, time.time())
         await produce_until_delivered(
             self._producer,
             self._topic,
@@ -105,6 +112,8 @@ class DeadLetterSink:
         )
         self._metrics.dlq[letter.reason].inc()
         self._metrics.events[(event_type, "dead_lettered")].inc()
+        if carried_replay_count(original):
+            self._metrics.replayed["dead_lettered"].inc()
         # Per event, so DEBUG only; coordinates and the event id, never the ids it names.
         log.debug(
             "dead letter written",

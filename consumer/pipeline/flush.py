@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from consumer.avro.codec import DecodeError, Decoder, SchemaPending
 from consumer.avro.registry import RegistryError
 from consumer.core.capabilities import Capabilities
-from consumer.core.dlq import DeadLetter, DlqReason
+from consumer.core.dlq import DeadLetter, DlqReason, carried_replay_count, headers_of
 from consumer.core.events import DeletionEvent
 from consumer.core.ledger import FlushLedger
 from consumer.core.outcome import Failure
@@ -299,6 +299,9 @@ class Flush:
         for kind, seconds in waits.items():
             metrics.events[(kind, "deleted")].inc(len(seconds))
             observe_many(metrics.erasure[kind], seconds)
+        replayed = sum(map(_replayed, records))
+        if replayed:
+            metrics.replayed["completed"].inc(replayed)
         self._summary.deleted += len(refs)
         self._in_flight.settle(records)
         self._settle_copies(copies)
@@ -371,3 +374,12 @@ class Flush:
 
 def _position(record: Record) -> Position:
     return Position(record.tp[0], record.tp[1], record.offset)
+
+
+def _replayed(record: Record) -> bool:
+    """Whether `replay` put this record back (README "Replay"): it carries a replay count.
+
+    Most records carry no header at all, and then this is one call that answers None.
+    """
+    headers = record.message.headers()
+    return bool(headers) and carried_replay_count(headers_of(record.message)) > 0

@@ -29,6 +29,7 @@ __all__ = [
     "OPERATIONS",
     "OUTCOMES",
     "PREFIX",
+    "REPLAY_OUTCOMES",
     "RETRY_REASONS",
     "UNKNOWN_TYPE",
     "VERIFICATION_RESULTS",
@@ -41,6 +42,8 @@ PREFIX = "mem0_deletion_"
 UNKNOWN_TYPE = "unknown"  # an event that did not decode has no type
 EVENT_TYPES = (*(kind.value for kind in EventType), UNKNOWN_TYPE)
 OUTCOMES = ("deleted", "dead_lettered", "duplicate")
+# How a record that `replay` put back finished: `replayed_events_total{outcome}`.
+REPLAY_OUTCOMES = ("completed", "dead_lettered")
 OPERATIONS = (
     "delete_all",
     "job_status",
@@ -151,6 +154,12 @@ class Metrics:
         self.dlq_messages_total = counter(
             "dlq_messages_total", "Dead letters written, by reason.", ("reason",)
         )
+        self.replayed_events_total = counter(
+            "replayed_events_total",
+            "Records `replay` put back (they carry dlq.replay.count), finished: completed, or "
+            "dead_lettered again. Against dlq_messages_total: the dead letters not done since.",
+            ("outcome",),
+        )
         self.flush_events = histogram("flush_events", "Events per flush.", FLUSH_BUCKETS)
         self.flush_operations = histogram(
             "flush_operations", "Mem0 calls planned per flush.", FLUSH_BUCKETS
@@ -196,6 +205,9 @@ class Metrics:
             for outcome in OUTCOMES
         }
         self.dlq = {reason: self.dlq_messages_total.labels(reason) for reason in DLQ_REASONS}
+        self.replayed = {
+            outcome: self.replayed_events_total.labels(outcome) for outcome in REPLAY_OUTCOMES
+        }
         self.api_duration = {op: self.api_request_duration_seconds.labels(op) for op in OPERATIONS}
         self.api_requests = {
             (op, status): self.api_requests_total.labels(op, status)

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = "dlq.replay.count"
+REPLAYED = "mem0_deletion_replayed_events_total"
 
 
 def replay(settings: Settings, *argv: str) -> dict[str, Any]:
@@ -143,9 +144,12 @@ def test_rejected_letters_go_back_once_the_cause_is_fixed(
         assert record.key() == key_of[record.value()]
         assert [(k, v) for k, v in (record.headers() or [])] == [("trace", b"abc"), (COUNT, b"1")]
 
-    with RunningConsumer(settings):
+    with RunningConsumer(settings) as consumer:
         wait_committed(kafka, topics.group, ends_of(inputs))
     assert remaining_ids(sandbox) == set()
+    # What the dashboard sets against the dead letters: the replays that completed.
+    assert consumer.metric(REPLAYED, outcome="completed") == 3
+    assert consumer.metric(REPLAYED, outcome="dead_lettered") == 0
     assert len(read_all(kafka, topics.dlq, expected=5, timeout_s=1.0)) == 4  # none failed again
 
     # The same replay again republishes nothing.
@@ -168,7 +172,7 @@ def test_the_loop_guard_stops_a_record_that_keeps_failing(
 
     # The consumer runs all along: replaying beside it is safe, and a run never chases the
     # dead letters its own replays cause.
-    with RunningConsumer(settings):
+    with RunningConsumer(settings) as consumer:
         wait_letters(kafka, topics.dlq, 1)
         for n in (1, 2):
             summary = replay(settings, "--max-replays", "2")
@@ -200,6 +204,9 @@ def test_the_loop_guard_stops_a_record_that_keeps_failing(
         letters = wait_letters(kafka, topics.dlq, 4)
     assert sorted(header_dict(m).get(COUNT) or b"0" for m in letters) == [b"0", b"1", b"2", b"3"]
     assert remaining_ids(sandbox) == set(ids)
+    # The first letter is no replay; the three replays each failed again.
+    assert consumer.metric(REPLAYED, outcome="dead_lettered") == 3
+    assert consumer.metric(REPLAYED, outcome="completed") == 0
 
 
 def test_replay_reads_to_the_true_end_of_a_multi_record_batch(

@@ -28,6 +28,7 @@ from tests.support.ops import (
 REQUIRED_ALERTS = {
     "Mem0DeletionLagGrowing",
     "Mem0DeletionDeadLetters",
+    "Mem0DeletionDeadLettersNotReplayed",
     "Mem0DeletionDownstreamHalted",
     "Mem0DeletionNoCommit",
     "Mem0DeletionErasureSloBreached",
@@ -71,6 +72,7 @@ def test_the_dashboard_has_the_panels_an_operator_needs() -> None:
         "histogram_quantile(0.99, sum by (operation, le) (rate(mem0_deletion_api_request_durati",
         "rate(mem0_deletion_api_retries_total",  # retries
         "sum by (reason) (increase(mem0_deletion_dlq_messages_total",  # dead letters by reason
+        "increase(mem0_deletion_replayed_events_total",  # ... against the replays finished
         "sum by (topic, partition) (mem0_deletion_consumer_lag",  # lag per partition
         "histogram_quantile(0.5, sum by (type, le) (rate(mem0_deletion_time_to_erasure_seconds",
         "histogram_quantile(0.99, sum by (type, le) (rate(mem0_deletion_time_to_erasure_second",
