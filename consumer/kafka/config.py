@@ -92,6 +92,10 @@ def producer_config(settings: Settings) -> dict[str, object]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
+        # The Java client's partitioner (librdkafka's default is CRC32): a receipt's partition
+        # is then computable from its event id by `receipts` and by any Kafka tool, so a
+        # lookup reads one partition (core/partitioning.py).
+        "partitioner": "murmur2_random",
     }
     config.update((k, v) for k, v in settings.kafka_properties.items() if not consumer_only(k))
     return config

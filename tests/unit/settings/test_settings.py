@@ -270,6 +270,7 @@ def test_producer_config_drops_consumer_only_properties() -> None:
         "bootstrap.servers": "localhost:9092",
         "enable.idempotence": True,
         "acks": "all",
+        "partitioner": "murmur2_random",
         "linger.ms": "20",
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "PLAIN",
