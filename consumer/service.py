@@ -38,7 +38,7 @@ from consumer.pipeline.flush import FlushParts
 from consumer.pipeline.in_flight import InFlight
 from consumer.settings import Settings, SettingsError
 from consumer.telemetry.health import HealthServer
-from consumer.telemetry.metrics import Metrics, retry_reason
+from consumer.telemetry.metrics import Metrics, new_registry, retry_reason
 from consumer.telemetry.progress import ProgressLog
 
 __all__ = ["loop_limits", "make_mem0_client", "serve"]
@@ -154,7 +154,7 @@ async def serve(
     on_ready: Callable[[ConsumerApp, HealthServer | None], None] | None = None,
 ) -> None:
     """Run the consumer until `stop` is set; returns once drained, committed and closed."""
-    registry = registry if registry is not None else CollectorRegistry()
+    registry = registry if registry is not None else new_registry()
     metrics = Metrics(registry)
     client = make_mem0_client(settings, observe=metrics.observe_api_request, transport=transport)
     schema_registry = (

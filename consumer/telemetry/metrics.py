@@ -1,5 +1,5 @@
 """Every metric of the README's Health and metrics, on an injected registry, label values
-created at start.
+created at start; and `new_registry`, the registry the service exposes them on.
 
 Labels are bounded by construction: event types, outcomes, Mem0 operations, DLQ reasons, retry
 reasons, HTTP status codes, topics and partitions. No user, agent, run or memory id is ever a
@@ -10,11 +10,22 @@ so it pays no label lookup per event.
 from __future__ import annotations
 
 import contextlib
+import platform
 from bisect import bisect_left
 from collections.abc import Iterable
+from importlib import metadata
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from consumer.core.dlq import DLQ_REASONS
 from consumer.core.events import EventType
@@ -23,6 +34,7 @@ from consumer.mem0.downstream import DownstreamState
 
 __all__ = [
     "API_STATUSES",
+    "DISTRIBUTION",
     "DLQ_REASONS",
     "EVENT_TYPES",
     "HALT_CAUSES",
@@ -34,6 +46,8 @@ __all__ = [
     "UNKNOWN_TYPE",
     "VERIFICATION_RESULTS",
     "Metrics",
+    "build_version",
+    "new_registry",
     "retry_reason",
 ]
 
@@ -78,6 +92,47 @@ ERASURE_BUCKETS = (
     *(_HOUR, 2 * _HOUR, 6 * _HOUR, 12 * _HOUR),
     *(_DAY, 3 * _DAY, 7 * _DAY, 14 * _DAY, 30 * _DAY),
 )
+
+
+DISTRIBUTION = "mem0-deletion-consumer"
+UNKNOWN_VERSION = "unknown"  # run from a source tree that was never installed
+
+
+def build_version() -> str:
+    """The installed distribution's version, or "unknown" (a source tree never installed)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return UNKNOWN_VERSION
+
+
+def new_registry() -> CollectorRegistry:
+    """The registry the service serves on /metrics, before `Metrics` adds the contract series.
+
+    Beside them: the process (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
+    `process_open_fds`, `process_start_time_seconds`, ...: what the README's memory bounds are
+    watched with; `process_start_time_seconds` also starts the no-commit alert's clock),
+    the platform (`python_info`), the garbage collector (`python_gc_*`, read from `gc.get_stats`
+    at scrape time: nothing on the hot path), and `mem0_deletion_build_info{version,python}` at 1.
+
+    It also turns the `_created` series of counters and histograms off. prometheus_client keeps
+    that switch in ONE process-wide flag read at each scrape, so from this call on no registry
+    of the process exports them (a test's bare `CollectorRegistry()` included). Nothing here
+    reads them (`rate()` and `increase()` do not), and each counter and histogram child adds one.
+    """
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # reads /proc: on other systems it exports nothing
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)  # registers itself on CPython only
+    build_info = Gauge(
+        PREFIX + "build_info",
+        "1, labelled with the running version and the Python it runs on.",
+        ("version", "python"),
+        registry=registry,
+    )
+    build_info.labels(build_version(), platform.python_version()).set(1)
+    return registry
 
 
 def observe_many(histogram: Histogram, values: Iterable[float]) -> None:

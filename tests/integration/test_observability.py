@@ -35,6 +35,7 @@ from consumer.sandbox import Sandbox
 from consumer.telemetry import logs
 from consumer.telemetry.logs import IdHasher, configure_logging
 from consumer.telemetry.metrics import DLQ_REASONS, EVENT_TYPES, OUTCOMES
+from tests.integration.test_faults import wait_for
 from tests.integration.test_process import environment
 from tests.support.harness import (
     RunningConsumer,
@@ -316,6 +317,46 @@ def test_no_identifier_nor_the_api_key_in_logs_metrics_or_dead_letters(
         assert observed.api_key not in text, f"the API key is in the {where}"
         leaked = sorted(i for i in observed.ids if i in text)
         assert not leaked, f"identifiers in the {where}: {leaked}"
+
+
+def test_metrics_of_a_running_process_hold_its_memory_cpu_and_build(
+    kafka: str, topics: Topics, sandbox: Sandbox
+) -> None:
+    """`deletion-consumer run` as deployed (no registry injected, unlike the run above)."""
+    port = free_port()
+    env = environment(kafka, sandbox, topics, METRICS_PORT=str(port))
+    spawned_at = time.time()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consumer", "run"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    scraped: list[str] = []
+
+    def scrape() -> bool:
+        assert process.poll() is None, "the consumer exited"
+        try:
+            status, body = _get(port, "/metrics")
+        except OSError:  # not listening yet
+            return False
+        scraped.append(body)
+        return status == 200
+
+    try:
+        wait_for(scrape, "/metrics to answer", timeout_s=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    body = scraped[-1]
+    (rss,) = samples(body, "process_resident_memory_bytes").values()
+    assert rss > 10 * 2**20  # an interpreter with the Kafka client loaded, not an empty 0
+    assert samples(body, "process_cpu_seconds_total") and samples(body, "process_open_fds")
+    # The served process's own start (/proc, to the second), not the test runner's.
+    (started,) = samples(body, "process_start_time_seconds").values()
+    assert spawned_at - 2 <= started <= time.time()
+    (build,) = samples(body, P + "build_info").items()
+    assert build[1] == 1 and dict(build[0])["version"] and dict(build[0])["python"]
+    assert "_created" not in body
+    assert samples(body, P + "events_total")  # beside the contract series, not instead
 
 
 # --- identifiers in logs: hashed with LOG_HASH_KEY, and `hash-id` finds them ------------------

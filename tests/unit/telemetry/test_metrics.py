@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import http.client
+import platform
 from collections.abc import Iterator
+from importlib import metadata
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from consumer.mem0.downstream import DownstreamState
 from consumer.telemetry.health import HealthServer
 from consumer.telemetry.metrics import (
+    DISTRIBUTION,
     DLQ_REASONS,
     ERASURE_BUCKETS,
     EVENT_TYPES,
     OPERATIONS,
     OUTCOMES,
     Metrics,
+    build_version,
+    new_registry,
     observe_many,
     retry_reason,
 )
@@ -304,3 +309,31 @@ def test_the_halt_cause_is_one_series_at_a_time(
     assert value(registry, "downstream_halted", cause="auth_refused") == 0
     metrics.set_halt_cause(None)
     assert value(registry, "downstream_halted", cause="admin_role_required") == 0
+
+
+# --- the service's registry: the process beside the contract, no `_created` ------------------
+
+
+def test_the_service_registry_exports_the_process_and_the_build() -> None:
+    registry = new_registry()
+    Metrics(registry)
+    # What the README's memory bounds are watched with (Linux: read from /proc).
+    assert (registry.get_sample_value("process_resident_memory_bytes") or 0) > 0
+    assert (registry.get_sample_value("process_start_time_seconds") or 0) > 0
+    assert registry.get_sample_value("process_open_fds") is not None
+    build = {"version": metadata.version(DISTRIBUTION), "python": platform.python_version()}
+    assert registry.get_sample_value(P + "build_info", build) == 1
+    names = {sample.name for family in registry.collect() for sample in family.samples}
+    assert "python_info" in names
+    assert not {name for name in names if name.endswith("_created")}
+    assert "_created" not in generate_latest(registry).decode()
+
+
+def test_the_build_version_without_an_installed_distribution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def missing(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)  # what build_version looks up
+    assert build_version() == "unknown"
