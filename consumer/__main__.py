@@ -1,5 +1,5 @@
-"""Command line: `deletion-consumer run | replay | receipts | demo | produce | sandbox | config |
-hash-id`.
+"""Command line: `deletion-consumer run | replay | receipts | report | demo | produce | sandbox |
+config | hash-id`.
 
 Parses, loads settings, and hands over; a bad setting exits 2 with one line naming it.
 """
@@ -75,9 +75,19 @@ def _parser() -> argparse.ArgumentParser:
 
     from consumer.commands.receipt_lookup import add_receipts_arguments
 
-    receipts = commands.add_parser("receipts", help="show an event's receipts (scans the topic)")
+    receipts = commands.add_parser(
+        "receipts", help="show an event's receipts (reads the partition its event id hashes to)"
+    )
     add_arguments(receipts)
     add_receipts_arguments(receipts)
+
+    from consumer.report import add_report_arguments
+
+    report = commands.add_parser(
+        "report", help="the compliance report over the receipts topic (scans it and the DLQ)"
+    )
+    add_arguments(report)
+    add_report_arguments(report)
 
     sandbox = commands.add_parser("sandbox", help="run the Mem0-compatible sandbox server")
     # Its arguments are the sandbox's own (consumer/sandbox/cli.py): `main` hands them over.
@@ -132,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from consumer.commands.receipt_lookup import run_receipts
 
             return run_receipts(args, from_args(args, os.environ, needs_mem0=False))
+        if args.command == "report":
+            from consumer.report import run_report
+
+            return run_report(args, from_args(args, os.environ, needs_mem0=False))
         if args.command == "demo":
             from consumer.commands.demo import run_demo
 
