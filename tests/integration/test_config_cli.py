@@ -435,7 +435,7 @@ def test_sasl_scram_properties_reach_a_broker_that_requires_them(tmp_path: Path)
 @pytest.fixture(scope="module")
 def tls_kafka(certificates: Certificates) -> Iterator[tuple[str, TlsFront]]:
     """Tansu advertising a TLS front: the bootstrap address and the front."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    if os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS"):
         pytest.skip("a TLS front is put before the embedded broker only")
     broker_port, front_port = free_port(), free_port()
     broker = _tansu(broker_port, front_port)

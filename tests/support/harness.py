@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import uuid
@@ -28,14 +29,28 @@ class Topics:
     group: str
 
 
+# The suffixes `new_topics()` handed out in this process. Every topic and group a test makes is
+# named after one, so they tell what the run made on a shared cluster from what others keep
+# there: tests/conftest.py deletes the run's own when the session ends.
+_ISSUED_SUFFIXES: set[str] = set()
+
+
 def new_topics() -> Topics:
     suffix = uuid.uuid4().hex[:10]
+    _ISSUED_SUFFIXES.add(suffix)
     return Topics(
         input=f"memory.deletions.{suffix}",
         dlq=f"memory.deletions.dlq.{suffix}",
         receipts=f"memory.deletions.receipts.{suffix}",
         group=f"test-{suffix}",
     )
+
+
+def made_by_this_run(name: str) -> bool:
+    """Whether a topic or group is named after a suffix `new_topics()` gave in this process:
+    `memory.deletions.dlq.<suffix>`, `<receipts>.wide`, `test-<suffix>`, `test-<suffix>.replay`,
+    `test-<suffix>.receipts-lookup`... (the suffix a word of the name, not a part of one)."""
+    return not _ISSUED_SUFFIXES.isdisjoint(re.split(r"[^0-9A-Za-z_]+", name))
 
 
 def publish(
