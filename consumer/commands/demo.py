@@ -31,6 +31,7 @@ from consumer.kafka.broker import (
 from consumer.sandbox import Sandbox
 from consumer.service import serve
 from consumer.settings import Settings
+from consumer.telemetry.logs import configure_logging
 
 __all__ = ["run_demo"]
 
@@ -83,6 +84,9 @@ def run_demo(partitions: int = 3, out: TextIO = sys.stdout) -> int:
         f"Broker: Tansu, {binary} (stays after the demo; CALF_TANSU_BIN=PATH runs another)",
         file=out,
     )
+    # Text lines on stderr, errors only: the demo prints its dead letters itself, read back from
+    # the DLQ, so the consumer's WARNING for each (expected here) would only repeat them.
+    configure_logging("ERROR", "text")
     with LocalBroker() as broker, Sandbox() as sandbox:
         create_topics(broker.bootstrap, [TOPIC, DLQ, RECEIPTS], partitions=partitions)
         ids = sandbox.add_memories(
@@ -128,7 +132,7 @@ def run_demo(partitions: int = 3, out: TextIO = sys.stdout) -> int:
                 "FLUSH_MAX_WAIT_MS": "50",
                 "MEM0_JOB_POLL_INTERVAL_MS": "20",
                 "RECEIPTS_TOPIC": RECEIPTS,
-                "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": "ERROR",
             }
         )
         registry = CollectorRegistry()
