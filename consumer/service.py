@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from prometheus_client import CollectorRegistry
 
 from consumer.avro.codec import Decoder, SchemaStore
 from consumer.avro.receipt_codec import ReceiptEncoder
 from consumer.avro.registry import SchemaRegistryClient
+from consumer.avro.registry_config import registry_client
 from consumer.core.guard import DlqGuard
 from consumer.core.offsets import OffsetTracker
 from consumer.core.retry import RetryPolicy
 from consumer.core.verification import VerifyPolicy
-from consumer.kafka.config import consumer_config, producer_config
+from consumer.kafka.config import consumer_config, producer_config, with_logger
 from consumer.kafka.dead_letter_sink import DeadLetterSink
 from consumer.kafka.lag import LagMonitor, lag_client_config
 from consumer.kafka.preflight import build_client, check_admin_role, check_topics
@@ -36,7 +40,7 @@ from consumer.pipeline.app import ConsumerApp, LoopLimits
 from consumer.pipeline.executor import Executor
 from consumer.pipeline.flush import FlushParts
 from consumer.pipeline.in_flight import InFlight
-from consumer.settings import Settings, SettingsError
+from consumer.settings import Settings
 from consumer.telemetry.health import HealthServer
 from consumer.telemetry.metrics import Metrics, new_registry, retry_reason
 from consumer.telemetry.progress import ProgressLog
@@ -144,6 +148,109 @@ def loop_limits(settings: Settings) -> LoopLimits:
 _kafka_client = build_client
 
 
+async def _checks_unless_stopped(
+    settings: Settings, list_topics: Callable[..., Any], client: Mem0Client, stop: asyncio.Event
+) -> bool:
+    """The start-up checks, raced against `stop`: True when they passed and no stop was asked,
+    False at once when `stop` is set first; a `SettingsError` when a check failed.
+
+    Each check may wait 10 s on a cluster or a Mem0 that does not answer; a SIGTERM then must
+    not wait for them (a supervisor's grace period is spent by then).
+    """
+    if stop.is_set():
+        return False
+    # Debug only: a check that fails is a bad setting, told in one line and nothing else.
+    log.debug("checking the topics and the Mem0 key before starting")
+    listing = _AbandonableListing(list_topics)
+    checks = asyncio.ensure_future(_start_up_checks(settings, listing, client))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((checks, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not checks.done():
+            checks.cancel()
+            await asyncio.wait((checks,))
+            await listing.abandon()  # so the consumer is never closed under the listing's thread
+    if checks.cancelled():
+        return False
+    checks.result()  # raises what a check raised
+    return not stop.is_set()
+
+
+async def _start_up_checks(
+    settings: Settings, list_topics: Callable[..., Any], client: Mem0Client
+) -> None:
+    await check_topics(settings, list_topics)
+    await check_admin_role(client)
+
+
+class _AbandonableListing:
+    """A client's `list_topics` for the topic check, in waits short enough for a stop to end.
+
+    librdkafka's metadata call cannot be interrupted, and it runs on a thread: waited for whole
+    (10 s against a cluster that does not answer), it would hold a stop that long, and the
+    process's exit after it (asyncio.run joins its threads), and the client could not be closed
+    while the thread uses it. So it waits a slice at a time and stops between two slices once
+    abandoned. The connection is made in librdkafka's own threads meanwhile, so only a cluster
+    slower than a slice to answer the metadata request itself is not checked (a warning, as
+    for a silent one; the consumer carries on).
+    """
+
+    SLICE_S = 0.5
+
+    def __init__(self, list_topics: Callable[..., Any]) -> None:
+        self._list_topics = list_topics
+        self._abandoned = threading.Event()
+        self._in_use = threading.Lock()
+
+    def __call__(self, *, timeout: float) -> Any:
+        with self._in_use:
+            deadline = time.monotonic() + timeout
+            while True:
+                if self._abandoned.is_set():
+                    raise _Abandoned
+                started = time.monotonic()
+                wait = min(self.SLICE_S, deadline - started)
+                try:
+                    return self._list_topics(timeout=max(wait, 0.001))
+                except KafkaException:
+                    # librdkafka reports a wait that ran out as it reports a broker's failure
+                    # (_TRANSPORT): only a call that waited its whole slice is tried again.
+                    now = time.monotonic()
+                    if now >= deadline or now - started < 0.9 * wait:
+                        raise
+
+    async def abandon(self) -> None:
+        """End a listing under way; returns once no thread is in the client's call."""
+        self._abandoned.set()
+        await asyncio.to_thread(self._wait_idle)
+
+    def _wait_idle(self) -> None:
+        with self._in_use:
+            pass
+
+
+class _Abandoned(Exception):
+    """The topic check was abandoned for a stop: not the cluster's failure, nothing to log."""
+
+
+async def _close_unstarted(
+    consumer: Consumer,
+    producer: AsyncProducer,
+    client: Mem0Client,
+    decoder: Decoder,
+    schema_registry: SchemaRegistryClient | None,
+) -> None:
+    """Close what serve built before the loop ran (nothing was read, nothing is to commit)."""
+    consumer.close()
+    producer.close(0)
+    await client.aclose()
+    decoder.close()
+    if schema_registry is not None:
+        schema_registry.close()
+
+
 async def serve(
     settings: Settings,
     stop: asyncio.Event,
@@ -157,26 +264,26 @@ async def serve(
     registry = registry if registry is not None else new_registry()
     metrics = Metrics(registry)
     client = make_mem0_client(settings, observe=metrics.observe_api_request, transport=transport)
-    schema_registry = (
-        SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-    )
+    schema_registry = registry_client(settings)
     # Registry lookups off the event loop, rate-limited (avro/schema_ids.py).
     decoder = Decoder(SchemaStore.from_directory(), schema_registry, defer_lookups=True)
-    # librdkafka's own log lines go through Python logging (JSON), not straight to stderr.
-    kafka_log = {"logger": logging.getLogger("consumer.kafka")}
-    consumer = _kafka_client(Consumer, {**consumer_config(settings), **kafka_log})
+    # librdkafka's own log lines go through Python logging (JSON, limited), not to stderr.
+    consumer = _kafka_client(Consumer, with_logger(consumer_config(settings)))
     loop = asyncio.get_running_loop()
     producer = _kafka_client(
-        lambda config: AsyncProducer(config, loop), {**producer_config(settings), **kafka_log}
+        lambda config: AsyncProducer(config, loop), with_logger(producer_config(settings))
     )
     try:
-        await check_topics(settings, consumer.list_topics)
-        await check_admin_role(client)
-    except SettingsError:
-        consumer.close()
-        producer.close(0)
-        await client.aclose()
+        checked = await _checks_unless_stopped(settings, consumer.list_topics, client, stop)
+    except BaseException:  # a SettingsError (exit 2), or serve itself cancelled
+        await _close_unstarted(consumer, producer, client, decoder, schema_registry)
         raise
+    if not checked:
+        # Asked to stop during the checks: nothing was read, so there is nothing to drain or
+        # commit, and "consumer starting" would be untrue.
+        await _close_unstarted(consumer, producer, client, decoder, schema_registry)
+        log.info("consumer stopped before it started")
+        return
     downstream = Downstream(
         client,
         probe_interval_s=settings.mem0_probe_interval_s,
@@ -205,7 +312,7 @@ async def serve(
         on_ready(app, health)
     # The lag is read by a side client of its own, so the loop never waits on it.
     lag = LagMonitor(
-        _kafka_client(Consumer, lag_client_config({**consumer_config(settings), **kafka_log})),
+        _kafka_client(Consumer, lag_client_config(with_logger(consumer_config(settings)))),
         app.assigned_partitions,
         metrics,
     )

@@ -12,20 +12,64 @@ only JSON types are checked here, never what the identifiers mean.
     {"type": "memories_deleted", "memory_ids": ["..."], "include_linked": true}
 
 Errors are ValueError with one line naming the field, never its value.
+
+A line without `reason` or `source` gets the `Defaults` given (`produce --reason`, `--source`),
+else the schema's (`SCHEMA_DEFAULTS`: OTHER, "unknown"); `on_schema_default` hears of each use
+of the schema's, so that produce can say how many lines got one (`schema_default_note`): a
+silent OTHER would pass for an answer in the compliance report.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumer.core.events import REASONS, EventType
 
-__all__ = ["NAMESPACE", "parse_lines", "parse_record"]
+__all__ = [
+    "NAMESPACE",
+    "SCHEMA_DEFAULTS",
+    "Defaults",
+    "parse_lines",
+    "parse_record",
+    "schema_default_note",
+]
 
 NAMESPACE = "memory.deletion"
+
+# What DeletionEvent's schema gives a record without them (schemas/deletion_event.avsc).
+SCHEMA_DEFAULTS = {"reason": "OTHER", "source": "unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """The reason and source of a line that gives none; None: the schema's default."""
+
+    reason: str | None = None
+    source: str | None = None
+
+    @classmethod
+    def of(cls, *, reason: str | None, source: str | None) -> Defaults:
+        """From the command line's values, checked as a line's are (the reason upper-cased);
+        a ValueError names the flag."""
+        if reason is not None:
+            if reason.upper() not in REASONS:
+                raise ValueError("--reason: expected one of " + ", ".join(REASONS))
+            reason = reason.upper()
+        return cls(reason=reason, source=source)
+
+
+def schema_default_note(field: str, lines: int) -> str:
+    """What produce says of the lines that got the schema's default for `field`."""
+    subject = "1 line" if lines == 1 else f"{lines:,} lines"
+    return (
+        f"{subject} had no {field}: {SCHEMA_DEFAULTS[field]}, the schema's default; "
+        f"give --{field} or a {field} field"
+    )
+
 
 _COMMON = frozenset({"type", "event_id", "occurred_at", "source", "reason"})
 
@@ -56,8 +100,18 @@ _TYPES: dict[str, EventType] = {
 }
 
 
-def parse_record(line: str, *, now_ms: int, new_id: Callable[[], str]) -> dict[str, Any]:
-    """One JSON line to an Avro record of memory.deletion.DeletionEvent."""
+def parse_record(
+    line: str,
+    *,
+    now_ms: int,
+    new_id: Callable[[], str],
+    defaults: Defaults = Defaults(),
+    on_schema_default: Callable[[str], None] = lambda _field: None,
+) -> dict[str, Any]:
+    """One JSON line to an Avro record of memory.deletion.DeletionEvent.
+
+    `on_schema_default("reason")` (or "source") when neither the line nor `defaults` gave one.
+    """
     try:
         data = json.loads(line)
     except ValueError:
@@ -81,12 +135,24 @@ def parse_record(line: str, *, now_ms: int, new_id: Callable[[], str]) -> dict[s
         body["memory_ids"] = _memory_ids(data)
         body["include_linked"] = _include_linked(data)
     event_id = _string(data, "event_id", default=None)
+    occurred_at = _occurred_at(data, now_ms)
+    source = _string(data, "source", default=None)
+    reason = _reason(data)
+    if source is None:
+        source = defaults.source
+    if reason is None:
+        reason = defaults.reason
+    # Told once every field was checked: a line refused is no line that got a default.
+    if source is None:
+        on_schema_default("source")
+    if reason is None:
+        on_schema_default("reason")
     return {
         # Only a missing id is made up: "" is published as given, for tests of rejection.
         "event_id": new_id() if event_id is None else event_id,
-        "occurred_at": _occurred_at(data, now_ms),
-        "source": _string(data, "source", default="unknown"),
-        "reason": _reason(data),
+        "occurred_at": occurred_at,
+        "source": SCHEMA_DEFAULTS["source"] if source is None else source,
+        "reason": SCHEMA_DEFAULTS["reason"] if reason is None else reason,
         "payload": (f"{NAMESPACE}.{kind.record_name}", body),
     }
 
@@ -159,10 +225,10 @@ def _occurred_at(data: dict[str, Any], now_ms: int) -> int:
     raise ValueError("field 'occurred_at': expected epoch milliseconds or an ISO 8601 time")
 
 
-def _reason(data: dict[str, Any]) -> str:
+def _reason(data: dict[str, Any]) -> str | None:
     value = data.get("reason")
     if value is None:
-        return "OTHER"
+        return None
     if isinstance(value, str) and value.upper() in REASONS:
         return value.upper()
     raise ValueError("field 'reason': expected one of " + ", ".join(REASONS))

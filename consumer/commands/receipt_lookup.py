@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Message
 
 from consumer.avro.receipt_codec import ReceiptDecodeError, ReceiptDecoder
-from consumer.avro.registry import SchemaRegistryClient
+from consumer.avro.registry_config import registry_client
 from consumer.commands.command_line import Console, add_event_id_option, event_ids_of
 from consumer.core.dlq import printable
 from consumer.core.partitioning import LEGACY_PARTITIONER, partition_for
@@ -49,6 +49,7 @@ from consumer.core.receipts import Receipt
 from consumer.core.timestamps import iso_millis
 from consumer.kafka.config import consumer_config, producer_config
 from consumer.kafka.topic_scan import ScanError, ScanPartition, TopicScan, reader_config
+from consumer.report.durations import human_duration
 from consumer.settings import Settings
 
 __all__ = [
@@ -172,7 +173,7 @@ def describe(found: Found) -> str:
         record += f" (a duplicate of {r.duplicate_of}: the same work)"
     completed = _when(r.completed_at_ms)
     if r.time_to_erasure_ms is not None:
-        completed += f" ({r.time_to_erasure_ms / 1000:.3f} s after it was asked)"
+        completed += f" ({_after(r.time_to_erasure_ms)})"
     lines = [
         f"receipt for event {r.event_id} (receipts partition {found.partition}, offset "
         f"{found.offset})",
@@ -192,6 +193,15 @@ def describe(found: Found) -> str:
         lines.append(f"    {op.kind} by {', '.join(op.identifiers)}: {', '.join(parts)}")
     # Each line escaped on its own: a newline inside a field shows as \n, not as a line.
     return "\n".join(printable(line) for line in lines)
+
+
+def _after(ms: int) -> str:
+    """How long after it was asked: in seconds under a minute, beyond in days, hours, minutes
+    as a person reads them, with the exact seconds beside."""
+    exact = f"{ms / 1000:.3f} s"
+    if abs(ms) < 60_000:
+        return f"{exact} after it was asked"
+    return f"{human_duration(ms)} after it was asked: {exact}"
 
 
 # What `datetime` raises for a time outside the years 1 to 9999 (or the platform's range).
@@ -259,9 +269,7 @@ def look_up_receipts(
         group=f"{settings.group_id}.receipts-lookup",  # never joined nor committed
         reset="earliest",
     )
-    registry = (
-        SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-    )
+    registry = registry_client(settings)
     decoder = ReceiptDecoder(registry)
     try:
         reader = Consumer(config)

@@ -4,6 +4,10 @@ Each worker is a plain `deletion-consumer run` (so the group shares partitions a
 among any instances); worker i serves metrics on METRICS_PORT + i. Signals are passed on, and
 the exit code is the worst of the workers'.
 
+`--workers` is 1 to `MAX_WORKERS`: each worker is a consumer of the group with its own
+librdkafka threads, Mem0 connections and metrics port, and the point is one per core; more than
+the topic has partitions only sit idle, and a typo (`--workers 400`) must not start hundreds.
+
 A worker's command line is the parent's settings flags rendered again (`child_arguments`),
 never the parent's argv: a command line is readable by every user of the machine, so a secret
 given as a flag (`--mem0-api-key`, a secret `--kafka-property`) reaches the workers through
@@ -21,9 +25,18 @@ import subprocess
 import sys
 import time
 
+from consumer.settings import SettingsError
 from consumer.settings.flags import child_arguments
 
-__all__ = ["run_workers", "worker_command"]
+__all__ = ["MAX_WORKERS", "check_worker_count", "run_workers", "worker_command"]
+
+MAX_WORKERS = 64
+
+
+def check_worker_count(count: int) -> None:
+    """Raise `SettingsError` unless `count` is 1 to `MAX_WORKERS`."""
+    if not 1 <= count <= MAX_WORKERS:
+        raise SettingsError("--workers", f"expected 1 to {MAX_WORKERS} processes, got {count}")
 
 
 def worker_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
@@ -44,7 +57,10 @@ def run_workers(count: int, args: argparse.Namespace, metrics_port: int, early: 
     for index in range(count):
         env = dict(base_env)
         env["METRICS_PORT"] = str(metrics_port + index if metrics_port else 0)
-        children.append(subprocess.Popen(command, env=env))
+        # A group of their own: Ctrl-C at a terminal signals its whole foreground group, and a
+        # worker signalled by it and again by `forward` would take the second as "cut the
+        # drain short". So only `forward` signals them.
+        children.append(subprocess.Popen(command, env=env, process_group=0))
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -53,6 +69,9 @@ def run_workers(count: int, args: argparse.Namespace, metrics_port: int, early: 
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
+    # In a group of their own the workers no longer get the terminal's hang-up: a closed
+    # terminal stops them as SIGTERM does (drained, committed) rather than leaving them running.
+    signal.signal(signal.SIGHUP, lambda _signum, frame: forward(signal.SIGTERM, frame))
     for signum in early:
         forward(signum, None)
     # If one worker dies, the others keep the group going; the parent waits for all.

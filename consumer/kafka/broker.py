@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from consumer.core.errors import ConsumerError
+from consumer.kafka.config import with_logger
 
 __all__ = ["LocalBroker", "LocalBrokerUnavailable", "broker_binary", "create_topics", "free_port"]
 
@@ -108,7 +109,8 @@ def create_topics(
     bootstrap: str, topics: Iterable[str], partitions: int = 3, timeout_s: float = 15.0
 ) -> None:
     """Create topics, leaving existing ones as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # The stubs type AdminClient's configuration as scalars only; a `logger` is allowed.
+    admin = AdminClient(with_logger({"bootstrap.servers": bootstrap}))  # type: ignore[arg-type]
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in topics],
         operation_timeout=timeout_s,
@@ -130,7 +132,7 @@ def committed_positions(
     Read from the group coordinator, not from watermarks: some brokers (Tansu) report a high
     watermark short of the end after a multi-record batch.
     """
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    reader = Consumer(with_logger({"bootstrap.servers": bootstrap, "group.id": group}))
     try:
         asked = [TopicPartition(topic, partition) for topic, partition in partitions]
         answer = reader.committed(asked, timeout=timeout_s)

@@ -5,15 +5,27 @@ property name; how they are named and which ones may be given is settings' busin
 `settings/kafka_properties.py` and `settings/sources.py`). This module renders them:
 `consumer_config` and `producer_config`, our choices first, the pass-through over them, each
 client without the other kind's properties (librdkafka warns at every start otherwise).
+`with_logger` adds the process's librdkafka logger (telemetry/kafka_logs.py): every client is
+built through it, so that no librdkafka line reaches stderr raw or unlimited. The two
+configurations stay plain librdkafka properties, without it.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from consumer.settings import Settings
+from consumer.telemetry.kafka_logs import kafka_logger
 
-__all__ = ["CONSUMER_ONLY", "PRODUCER_ONLY", "consumer_config", "consumer_only", "producer_config"]
+__all__ = [
+    "CONSUMER_ONLY",
+    "PRODUCER_ONLY",
+    "consumer_config",
+    "consumer_only",
+    "producer_config",
+    "with_logger",
+]
 
 # From librdkafka's CONFIGURATION.md (the C/P column): setting a property on the wrong kind of
 # client only earns a warning, but a noisy one at every start.
@@ -99,3 +111,12 @@ def producer_config(settings: Settings) -> dict[str, object]:
     }
     config.update((k, v) for k, v in settings.kafka_properties.items() if not consumer_only(k))
     return config
+
+
+def with_logger(config: Mapping[str, object]) -> dict[str, object]:
+    """`config` for a client to build: with librdkafka's lines through the process's logger.
+
+    Without it librdkafka writes its lines to stderr as they come (`%3|...|FAIL|...`, about 20
+    a second per client while a broker is away); with it they are JSON and limited.
+    """
+    return {**config, "logger": kafka_logger()}

@@ -38,6 +38,8 @@ class LagClient(Protocol):
         self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
     ) -> Any: ...
 
+    def poll(self, timeout: float = ...) -> Any: ...
+
     def close(self) -> None: ...
 
 
@@ -129,6 +131,10 @@ class LagMonitor:
                 except Exception:  # a bug here must not take the consumer down with it
                     log.exception("measuring the lag failed")
                 measured, due = assigned, loop.time() + self._interval_s
+            # The side client is never polled otherwise, and librdkafka queues its log lines
+            # and error events for a poll: with the broker away they piled up (about 16 KiB/s)
+            # until close. Served every tick, they reach the logger as they come.
+            await loop.run_in_executor(self._thread, self._client.poll, 0)
             await asyncio.sleep(self._tick_s)
 
     # -- on the lag thread -------------------------------------------------------------------

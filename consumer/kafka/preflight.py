@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
@@ -21,6 +20,7 @@ from confluent_kafka import KafkaException
 from consumer.mem0.client import Mem0Client
 from consumer.mem0.errors import AdminRoleError, Mem0Error
 from consumer.settings import Settings, SettingsError, property_variable
+from consumer.settings.kafka_properties import property_in_complaint
 
 __all__ = [
     "TOPIC_CHECK_TIMEOUT_S",
@@ -36,9 +36,6 @@ C = TypeVar("C")
 
 TOPIC_CHECK_TIMEOUT_S = 10.0
 
-_QUOTED_PROPERTY = re.compile(r'"([A-Za-z0-9._-]+)"')
-_DOTTED_PROPERTY = re.compile(r"(?<![\w.])[a-z][a-z0-9_]*(?:\.[a-z0-9_-]+)+(?![\w.])")
-
 
 def build_client(factory: Callable[[dict[str, Any]], C], config: dict[str, Any]) -> C:
     """`factory(config)`, with librdkafka's refusal of a property raised as a bad setting."""
@@ -51,11 +48,10 @@ def build_client(factory: Callable[[dict[str, Any]], C], config: dict[str, Any])
 
 
 def _setting_of(message: str) -> str:
-    """The variable of the property librdkafka names: quoted, else the first dotted name."""
-    found = _QUOTED_PROPERTY.search(message) or _DOTTED_PROPERTY.search(message)
-    if found is None:
-        return "KAFKA_*"
-    return property_variable(found.group(found.lastindex or 0))
+    """The variable of the property librdkafka names (settings judge the properties first, and
+    name them as written: this is the fallback for what reaches a client anyway)."""
+    prop = property_in_complaint(message)
+    return "KAFKA_*" if prop is None else property_variable(prop)
 
 
 def missing_topics(settings: Settings, existing: Collection[str]) -> SettingsError | None:

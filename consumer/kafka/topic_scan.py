@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.core.errors import ConsumerError
+from consumer.kafka.config import with_logger
 from consumer.kafka.partition_end import fetched_end, partition_end
 
 __all__ = [
@@ -79,18 +80,12 @@ def reader_config(client: Mapping[str, object], *, group: str, reset: str) -> di
 
     `group` holds committed positions (`replay`'s cursor) or nothing; it is never joined.
     `reset` is what an offset out of range means to the caller. Partition EOF is on: the scan
-    relies on it to know a partition was read to its end.
+    relies on it to know a partition was read to its end. librdkafka's lines go through the
+    process's logger (`with_logger`).
     """
-    config = dict(client)
+    config = with_logger(client)
     config.pop("partition.assignment.strategy", None)  # assigned, never subscribed
-    config.update(
-        {
-            "group.id": group,
-            "enable.partition.eof": True,
-            "auto.offset.reset": reset,
-            "logger": logging.getLogger("consumer.kafka"),
-        }
-    )
+    config.update({"group.id": group, "enable.partition.eof": True, "auto.offset.reset": reset})
     return config
 
 

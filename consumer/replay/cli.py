@@ -1,8 +1,9 @@
 """`deletion-consumer replay` as a command: options in, a summary and an exit code out.
 
-Exit codes: 0 done, 1 the broker failed us, 2 bad arguments, 130 interrupted. SIGINT and
-SIGTERM do not kill the run: they finish the batch in hand and commit what was acknowledged,
-so that running it again goes on from there.
+Exit codes: 0 done, 1 the broker failed us, 2 bad arguments, 128 + the signal's number when
+interrupted (130 for Ctrl-C, 143 for SIGTERM), as every command does. SIGINT and SIGTERM do not
+kill the run: they finish the batch in hand and commit what was acknowledged, so that running
+it again goes on from there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_ARGUMENTS = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # by Ctrl-C (SIGINT); by another signal N, 128 + N
+_EXIT_SIGNALLED = 128
 
 
 def run_replay(
@@ -51,10 +53,13 @@ def run_replay(
         console.complain(exc)
         return EXIT_BAD_ARGUMENTS
     replay = Replay(settings, options, progress=Progress(console.err))
-    with _interruptible(replay.stop):
+    signals: list[int] = []
+    with _interruptible(replay.stop, signals):
         try:
             replay.run()
-            code = EXIT_INTERRUPTED if replay.stopped else EXIT_OK
+            code = EXIT_OK
+            if replay.stopped:
+                code = _EXIT_SIGNALLED + signals[0] if signals else EXIT_INTERRUPTED
         except ReplayError as exc:
             console.complain(exc)
             code = EXIT_FAILED
@@ -64,13 +69,15 @@ def run_replay(
 
 
 @contextmanager
-def _interruptible(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM finish the batch in hand, commit it, and end the run."""
+def _interruptible(stop: Callable[[], None], received: list[int]) -> Iterator[None]:
+    """SIGINT and SIGTERM finish the batch in hand, commit it, and end the run; each signal's
+    number is appended to `received`."""
     if not _in_main_thread():  # signal handlers can only be set there (a test's thread)
         yield
         return
 
-    def handler(_signum: int, _frame: FrameType | None) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
         stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

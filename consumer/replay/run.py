@@ -20,7 +20,6 @@ Errors of the broker and of the scan come out as `ReplayError`, one line for the
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +27,11 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from consumer.avro.codec import DecodeError, Decoder, SchemaStore
-from consumer.avro.registry import RegistryError, SchemaRegistryClient
+from consumer.avro.registry import RegistryError
+from consumer.avro.registry_config import registry_client
 from consumer.core.dlq import headers_of
 from consumer.core.replay_rules import Letter, Tally, Verdict, decide
-from consumer.kafka.config import consumer_config, producer_config
+from consumer.kafka.config import consumer_config, producer_config, with_logger
 from consumer.kafka.topic_scan import (
     BATCH,
     TIMEOUT_S,
@@ -76,11 +76,7 @@ class Replay:
         self.stopped = False
         self.started = False  # the DLQ partitions are assigned: there is something to report
         self._partitions: dict[int, _Partition] = {}
-        self._registry = (
-            SchemaRegistryClient(settings.schema_registry_url)
-            if settings.schema_registry_url
-            else None
-        )
+        self._registry = registry_client(settings)
         self._decoder = Decoder(SchemaStore.from_directory(), self._registry)
 
     def stop(self) -> None:
@@ -95,13 +91,12 @@ class Replay:
             # log start): it means "nothing to read", not "read everything again".
             reset="latest",
         )
-        kafka_log = {"logger": logging.getLogger("consumer.kafka")}
         try:
             reader = Consumer(config)
             producer = (
                 None
                 if self._options.dry_run
-                else Producer({**producer_config(self._settings), **kafka_log})
+                else Producer(with_logger(producer_config(self._settings)))
             )
         except KafkaException as exc:
             raise ReplayError(f"bad Kafka setting: {exc.args[0]}") from exc

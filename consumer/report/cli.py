@@ -8,6 +8,8 @@ Exit codes, as `receipts` has them: 0 the report is out; 1 the broker failed us 
 could be read (the receipts topic does not exist or cannot be read: no report; or every record
 on it was unreadable: the report is printed all the same), or the HTML file could not be
 written; 2 bad arguments. A DLQ that cannot be read is no failure: the report says so.
+Interrupted (Ctrl-C, SIGTERM), it stops where it is and prints nothing: `deletion-consumer`'s
+`main` says so in one line and exits 128 + the signal's number, as every command does.
 """
 
 from __future__ import annotations
@@ -62,8 +64,12 @@ def _write_html(report: ErasureReport, path: Path) -> None:
 
     # Written whole, then moved into place: a reader never sees half a page.
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(render_html(report), encoding="utf-8")
-    partial.replace(path)
+    try:
+        partial.write_text(render_html(report), encoding="utf-8")
+        partial.replace(path)
+    except BaseException:  # an OSError, or Ctrl-C mid-write: no half page left beside it
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def run_report(args: argparse.Namespace, settings: Settings, console: Console | None = None) -> int:

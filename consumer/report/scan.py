@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Message
 
 from consumer.avro.receipt_codec import ReceiptDecodeError, ReceiptDecoder
-from consumer.avro.registry import SchemaRegistryClient
+from consumer.avro.registry_config import registry_client
 from consumer.core.dlq import headers_of
 from consumer.core.erasure_report import (
     DeadLetterIndex,
@@ -204,9 +204,7 @@ def read_receipts(
     topic = settings.receipts_topic
     if not topic:
         raise ScanError("RECEIPTS_TOPIC is empty: no receipts to report on")
-    registry = (
-        SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-    )
+    registry = registry_client(settings)
     decoder = ReceiptDecoder(registry)
     read = unreadable = 0
 

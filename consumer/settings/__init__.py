@@ -9,16 +9,25 @@ Each setting is declared once, in the table that is the `Settings` dataclass
 (`flags.py`), the TOML keys and the reading of every source (`sources.py`), `config`'s output
 (`Settings.describe()`) and README.md's table (`docs.readme_table()`, held to the README by a
 test). Text becomes a value in `parsers.py`; the rules that relate settings are in
-`checks.py`; the `KAFKA_<NAME>` naming of librdkafka properties in `kafka_properties.py`.
-Rendering the clients' configurations from settings is `consumer/kafka/config.py`'s.
+`checks.py`; the `KAFKA_<NAME>` naming of librdkafka properties in `kafka_properties.py`, the
+`SCHEMA_REGISTRY_<NAME>` naming of the registry client's in `registry_properties.py`.
+What `run` (and `config`, which refuses what `run` refuses) also asks for, librdkafka's own
+judgement of the clients' properties without a connection, is `client_check.py`, and the
+registry client's `registry_check.py`; the "did you mean" of an unknown name `suggestions.py`
+(over `librdkafka_names.py` for properties); which settings each command lists in its --help
+`command_uses.py`. Rendering the clients' configurations from settings is
+`consumer/kafka/config.py`'s and `consumer/avro/registry_config.py`'s.
 
 librdkafka properties pass through the way Confluent's images do it: `KAFKA_<NAME>` becomes
 `<name>` lower-cased, `_` -> `.`, `__` -> `_`, `___` -> `-`; `KAFKA_<NAME>_FILE` reads the value
 from a file; `--kafka-property key=value` adds or overrides; the file may hold a `[kafka]`
-table. Secrets (`MEM0_API_KEY`, `LOG_HASH_KEY`, and any property named like a password, secret
-or key) are never rendered. `MEM0_API_KEY_FILE` and `LOG_HASH_KEY_FILE` read those secrets from
-files. The API key is never sent over plain `http://` to a host that is not loopback unless
-`MEM0_ALLOW_INSECURE_HTTP` says so.
+table. The Schema Registry client's properties pass through alike: `SCHEMA_REGISTRY_<NAME>`
+(`SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO` is `basic.auth.user.info`), `_FILE`,
+`--schema-registry-property`, a `[schema_registry]` table. Secrets (`MEM0_API_KEY`,
+`LOG_HASH_KEY`, any property named like a password, secret, key or token, and
+`basic.auth.user.info`) are never rendered. `MEM0_API_KEY_FILE` and `LOG_HASH_KEY_FILE` read
+those secrets from files. The API key is never sent over plain `http://` to a host that is not
+loopback unless `MEM0_ALLOW_INSECURE_HTTP` says so.
 
 When `LOG_HASH_KEY` is empty, identifiers in logs are hashed with a random key made when this
 process starts, so their hashes are comparable within one process only.
@@ -38,11 +47,12 @@ from __future__ import annotations
 from consumer.settings.flags import add_arguments, from_args
 from consumer.settings.kafka_properties import property_variable
 from consumer.settings.options import CONFIG_ENV, Secret, Settings, SettingsError
-from consumer.settings.sources import KAFKA_PROPERTY_FLAG, is_setting
+from consumer.settings.sources import KAFKA_PROPERTY_FLAG, REGISTRY_PROPERTY_FLAG, is_setting
 
 __all__ = [
     "CONFIG_ENV",
     "KAFKA_PROPERTY_FLAG",
+    "REGISTRY_PROPERTY_FLAG",
     "Secret",
     "Settings",
     "SettingsError",

@@ -1,8 +1,9 @@
 """The rules that relate settings to one another, in one place, run once every value is parsed.
 
 A parser judges one value alone (`parsers.py`); these judge a combination: the topics kept
-apart, the Platform's key, the key never sent in clear off the machine, the retry bounds. The
-first broken rule raises a `SettingsError` named after the setting to change, in one line.
+apart, the Platform's key, the key never sent in clear off the machine, the retry bounds, the
+registry's credentials given one way only. The first broken rule raises a `SettingsError`
+named after the setting to change, in one line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from consumer.settings.options import Settings, SettingsError
 from consumer.settings.parsers import redact_url, shown
+from consumer.settings.registry_properties import CREDENTIALS_SOURCE, registry_variable
 
 __all__ = ["check"]
 
@@ -44,6 +46,51 @@ def check(settings: Settings, *, needs_mem0: bool) -> None:
 
     if s.retry_cap_s * 1000 < s.retry_base_ms:
         raise SettingsError("RETRY_CAP_S", f"must be at least RETRY_BASE_MS ({s.retry_base_ms} ms)")
+    _check_registry(s)
+
+
+_USER_INFO = "basic.auth.user.info"
+_BEARER = "bearer.auth.credentials.source"
+
+
+def _check_registry(s: Settings) -> None:
+    """The registry client's properties: used (there is a URL), one kind of credentials."""
+    props = s.schema_registry_properties
+    if not props:
+        return
+    if s.schema_registry_url is None:
+        raise SettingsError(
+            registry_variable(min(props)), "set, but SCHEMA_REGISTRY_URL is not: it would go unused"
+        )
+    if _USER_INFO in props and _BEARER in props:
+        raise SettingsError(
+            registry_variable(_BEARER), f"cannot be combined with {registry_variable(_USER_INFO)}"
+        )
+    source = props.get(CREDENTIALS_SOURCE, "USER_INFO").strip().upper()
+    in_url = urlsplit(s.schema_registry_url).username is not None
+    if source == "USER_INFO" and _USER_INFO in props and in_url:
+        raise SettingsError(
+            "SCHEMA_REGISTRY_URL",
+            f"holds credentials, and {registry_variable(_USER_INFO)} is set too: drop them from "
+            "the URL",
+        )
+    if source == "URL" and not in_url:
+        raise SettingsError(
+            registry_variable(CREDENTIALS_SOURCE),
+            "URL, but SCHEMA_REGISTRY_URL holds no credentials",
+        )
+    if source in ("URL", "SASL_INHERIT") and _USER_INFO in props:
+        raise SettingsError(
+            registry_variable(_USER_INFO),
+            f"cannot be combined with {registry_variable(CREDENTIALS_SOURCE)}={source}",
+        )
+    if source == "SASL_INHERIT":
+        missing = [k for k in ("sasl.username", "sasl.password") if not s.kafka_properties.get(k)]
+        if missing:
+            wanted = " and ".join(f"KAFKA_{k.replace('.', '_').upper()}" for k in missing)
+            raise SettingsError(
+                registry_variable(CREDENTIALS_SOURCE), f"SASL_INHERIT needs {wanted}"
+            )
 
 
 def _subscribed(topic: str, topics: Iterable[str]) -> bool:

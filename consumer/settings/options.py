@@ -27,6 +27,7 @@ from consumer.core.errors import ConsumerError
 from consumer.settings import parsers as p
 from consumer.settings.kafka_properties import is_secret_property
 from consumer.settings.parsers import MASK, Backend, redact_url
+from consumer.settings.registry_properties import is_secret_registry_property, registry_variable
 
 __all__ = [
     "BY_ENV",
@@ -113,6 +114,13 @@ class Option:
         return self.flag or _flag_of(self.env)
 
     @property
+    def option_strings(self) -> tuple[str, ...]:
+        """Its flags: the table's first (`--bootstrap-servers`), then the variable's name, which
+        every setting has as a flag (`--kafka-bootstrap-servers`)."""
+        named = _flag_of(self.env)
+        return (self.option_string,) if self.option_string == named else (self.option_string, named)
+
+    @property
     def file_env(self) -> str:
         """A secret's companion: the variable (and key, and flag) naming a file that holds it."""
         return self.env + "_FILE"
@@ -164,7 +172,8 @@ class Settings:
     config_file: str | None = option(
         CONFIG_ENV, p.optional(p.non_empty), None,
         "the TOML configuration file: keys are these variables' names, `[kafka]` holds "
-        "librdkafka properties; flags and variables override it", flag="--config", metavar="PATH",
+        "librdkafka properties and `[schema_registry]` the registry client's; flags and "
+        "variables override it", flag="--config", metavar="PATH",
     )
     bootstrap_servers: str = option(
         "KAFKA_BOOTSTRAP_SERVERS", p.non_empty, "localhost:9092", "brokers, `host:port,...`",
@@ -185,7 +194,10 @@ class Settings:
     )
     schema_registry_url: str | None = option(
         "SCHEMA_REGISTRY_URL", p.optional(p.http_url), None,
-        "Confluent Schema Registry URL; unset: single-object encoding only",
+        "Confluent Schema Registry URL; unset: single-object encoding only. Its client's "
+        "properties pass through as `SCHEMA_REGISTRY_<NAME>` "
+        "(`SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`, `SCHEMA_REGISTRY_SSL_CA_LOCATION`, ...: "
+        "[Schema Registry](#schema-registry))",
     )
     mem0_backend: Backend = option(  # noqa: RUF009 (a field: see option)
         "MEM0_BACKEND", p.backend, "platform",
@@ -367,6 +379,11 @@ class Settings:
     )
     # Not an option: the librdkafka pass-through (KAFKA_*, [kafka], --kafka-property).
     kafka_properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Nor this: the registry client's (SCHEMA_REGISTRY_*, [schema_registry],
+    # --schema-registry-property), by property name, as text (registry_properties.py).
+    schema_registry_properties: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     # fmt: on
 
     @classmethod
@@ -377,24 +394,32 @@ class Settings:
         *,
         read_file: Callable[[str], str] | None = None,
         needs_mem0: bool = True,
+        check_clients: bool = False,
     ) -> Settings:
         """Settings from an environment mapping and flags keyed by field name (None: unset).
 
         The configuration file is named by the `config_file` flag or `DELETION_CONSUMER_CONFIG`.
         `read_file` reads it and the *_FILE secrets (by default the file's text without its
-        trailing newline); tests pass a fake and never touch os.environ.
+        trailing newline); tests pass a fake and never touch os.environ. `needs_mem0`: the
+        Platform backend's key is required. `check_clients`: librdkafka judges the properties
+        of the clients `run` builds, without connecting (`client_check.py`).
         """
         from consumer.settings import sources  # it builds this class: imported when used
 
-        return sources.build(env, flags or {}, read_file, needs_mem0=needs_mem0)
+        return sources.build(
+            env, flags or {}, read_file, needs_mem0=needs_mem0, check_clients=check_clients
+        )
 
     def describe(self) -> dict[str, str]:
-        """The effective configuration by variable name, secrets masked; properties last."""
+        """The effective configuration by variable name, secrets masked; properties last:
+        librdkafka's by property name, the registry client's by variable (both have an
+        `ssl.ca.location`)."""
         out: dict[str, str] = {}
         for opt in OPTIONS:
             value = getattr(self, opt.dest)
             out[opt.env] = opt.unset if opt.unset and not value else render(value)
         out.update(_masked(self.kafka_properties))
+        out.update(_masked_registry(self.schema_registry_properties))
         return out
 
     def id_hash_key(self) -> bytes:
@@ -407,6 +432,8 @@ class Settings:
             value: object = getattr(self, f.name)
             if f.name == "kafka_properties":
                 value = _masked(self.kafka_properties)
+            elif f.name == "schema_registry_properties":
+                value = _masked_registry(self.schema_registry_properties)
             elif isinstance(value, str) and f.name.endswith("_url"):
                 value = redact_url(value)
             parts.append(f"{f.name}={value!r}")
@@ -440,3 +467,11 @@ def render(value: object) -> str:
 def _masked(props: Mapping[str, str]) -> dict[str, str]:
     """Secret properties as the mask; in the others, the user info of any URL."""
     return {k: (MASK if is_secret_property(k) else render(v)) for k, v in sorted(props.items())}
+
+
+def _masked_registry(props: Mapping[str, str]) -> dict[str, str]:
+    """The registry client's properties by variable, masked like `_masked` (`proxy` is a URL)."""
+    return {
+        registry_variable(k): (MASK if is_secret_registry_property(k) else render(v))
+        for k, v in sorted(props.items())
+    }

@@ -7,17 +7,25 @@ so precedence is one rule, not one per setting:
   turns receipts off and hides the file's value); then the file's key; then the default;
 - a secret is read per layer as its value or its `<NAME>_FILE`, the first layer that has
   either wins, and one layer may not give both;
-- librdkafka properties layer the other way round, each over the one below: the file's
-  `KAFKA_*` keys, its `[kafka]` table, the environment's `KAFKA_*`, `--kafka-property`.
+- the clients' properties layer the other way round, each over the one below: the file's
+  `KAFKA_*` keys, its `[kafka]` table, the environment's `KAFKA_*`, `--kafka-property`; and
+  alike for the Schema Registry client's, `SCHEMA_REGISTRY_*`, `[schema_registry]` and
+  `--schema-registry-property` (`registry_properties.py`).
 
 The configuration file (`--config PATH` or `DELETION_CONSUMER_CONFIG`) is TOML whose keys are
 the variables' names (`METRICS_PORT = 9400`, `DELETION_TOPICS = ["a", "b"]`), plus a `[kafka]`
-table of properties under their own dotted names (`sasl.mechanism = "SCRAM-SHA-512"`). An
-unknown key is an error, so a typo never passes silently. Values become the text a variable
-would hold, and go through the same parsers.
+table of properties under their own dotted names (`sasl.mechanism = "SCRAM-SHA-512"`) and a
+`[schema_registry]` table (`basic.auth.user.info = "..."`). An unknown key is an error naming
+it as written, with the closest known name if one is close (`suggestions.py`), so a typo never
+passes silently. Which `KAFKA_*` keys and `[kafka]` properties exist only librdkafka knows, and
+which registry properties only the registry client: `check_clients=True` has them judge
+(`client_check.py`, `registry_check.py`), and an unknown one is then an unknown key of the
+file too. Values become the text a variable would hold, and go through the same parsers (a
+registry property's number or file is checked here, `registry_properties.registry_value`).
 
-Every problem is a `SettingsError` naming the variable (or `--kafka-property`, or
-`[kafka] <property>`); the rules that relate two settings run last (`checks.py`).
+Every problem is a `SettingsError` naming the variable (or the flag, or `[kafka] <property>`,
+`[schema_registry] <property>`); the rules that relate two settings run last (`checks.py`),
+then the clients' judgement when asked for.
 """
 
 from __future__ import annotations
@@ -25,12 +33,18 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from consumer.settings import checks
-from consumer.settings.kafka_properties import is_passed_through, property_name
+from consumer.settings import checks, client_check, registry_check
+from consumer.settings.client_check import Origin
+from consumer.settings.kafka_properties import (
+    DEDICATED_PROPERTIES,
+    is_passed_through,
+    property_name,
+)
 from consumer.settings.options import (
     BY_ENV,
     CONFIG_ENV,
@@ -42,20 +56,22 @@ from consumer.settings.options import (
     SettingsError,
 )
 from consumer.settings.parsers import Invalid, shown
+from consumer.settings.registry_properties import (
+    DEDICATED_REGISTRY_PROPERTIES,
+    REGISTRY_PREFIX,
+    is_registry_passed_through,
+    registry_value,
+)
+from consumer.settings.suggestions import variable_hint
 
-__all__ = ["KAFKA_PROPERTY_FLAG", "build", "is_setting", "read_text"]
+__all__ = ["KAFKA_PROPERTY_FLAG", "REGISTRY_PROPERTY_FLAG", "build", "is_setting", "read_text"]
 
 T = TypeVar("T")
 
 KAFKA_PROPERTY_FLAG = "--kafka-property"
+REGISTRY_PROPERTY_FLAG = "--schema-registry-property"
 
 _PROPERTY = re.compile(r"[A-Za-z0-9._-]+")
-# Properties that have a setting of their own.
-_DEDICATED = {
-    "bootstrap.servers": "KAFKA_BOOTSTRAP_SERVERS",
-    "metadata.broker.list": "KAFKA_BOOTSTRAP_SERVERS",
-    "group.id": "KAFKA_GROUP_ID",
-}
 _MUST_STAY_FALSE = frozenset({"enable.auto.commit", "enable.auto.offset.store"})
 
 
@@ -68,9 +84,10 @@ def is_setting(name: str) -> bool:
     """Whether an environment variable (or configuration file key) is read as a setting."""
     if name in FLAG_DESTS:
         return True
-    if not is_passed_through(name):
+    family = next((f for f in _FAMILIES if f.claims(name)), None)
+    if family is None:
         return False
-    prop = property_name(name.removesuffix("_FILE").removeprefix("KAFKA_"))
+    prop = property_name(name.removesuffix("_FILE").removeprefix(family.prefix))
     return _PROPERTY.fullmatch(prop) is not None
 
 
@@ -80,8 +97,10 @@ def build(
     read_file: Callable[[str], str] | None,
     *,
     needs_mem0: bool,
+    check_clients: bool = False,
 ) -> Settings:
-    """Every option from its sources, then the pass-through, then the cross-field checks."""
+    """Every option from its sources, then the pass-through, then the cross-field checks;
+    `check_clients`: then librdkafka's judgement of the clients `run` builds (offline)."""
     src = _Sources(env, flags, read_file or read_text)
     src.load_config()
     defaults = Settings()
@@ -92,8 +111,17 @@ def build(
         else:
             assert opt.parse is not None
             values[opt.dest] = src.value(opt, opt.parse, getattr(defaults, opt.dest))
-    settings = Settings(**values, kafka_properties=MappingProxyType(_kafka_properties(src)))
+    props, origins = _properties(src, _KAFKA)
+    registry_props, registry_origins = _properties(src, _REGISTRY)
+    settings = Settings(
+        **values,
+        kafka_properties=MappingProxyType(props),
+        schema_registry_properties=MappingProxyType(registry_props),
+    )
     checks.check(settings, needs_mem0=needs_mem0)
+    if check_clients:
+        client_check.check_clients(settings, origins)
+        registry_check.check_registry(settings, registry_origins)
     return settings
 
 
@@ -107,7 +135,9 @@ class _Sources:
         self.flags = flags
         self._read_file = read_file
         self.file: dict[str, str] = {}  # the configuration file's keys, values as text
-        self.file_kafka: dict[str, str] = {}  # its [kafka] table, by property name
+        # Its [kafka] and [schema_registry] tables, by table, then by property name.
+        self.file_tables: dict[str, dict[str, str]] = {}
+        self.file_path: str | None = None  # the file's path as given, once read
 
     def _flag(self, name: str) -> str | None:
         value = self.flags.get(FLAG_DESTS[name])
@@ -166,13 +196,15 @@ class _Sources:
         except tomllib.TOMLDecodeError as exc:
             problem = " ".join(str(exc).split())
             raise SettingsError(CONFIG_ENV, f"{path!r} is not valid TOML: {problem}") from exc
+        self.file_path = path
+        tables = {family.table: family for family in _FAMILIES}
         for key, value in data.items():
-            if key == "kafka":
+            if key in tables:
                 if not isinstance(value, dict):
                     raise SettingsError(
-                        CONFIG_ENV, f"{path!r}: kafka must be a table of librdkafka properties"
+                        CONFIG_ENV, f"{path!r}: {key} must be a table of {tables[key].what}"
                     )
-                self.file_kafka = _flatten(path, value)
+                self.file_tables[key] = _flatten(path, key, value)
             elif key == CONFIG_ENV or not is_setting(key):
                 raise SettingsError(CONFIG_ENV, _unknown_key(path, key))
             else:
@@ -180,9 +212,10 @@ class _Sources:
 
 
 def _unknown_key(path: str, key: str) -> str:
-    hint = ""
     if key != key.upper() and is_setting(key.upper()):
         hint = f" (keys are the variables' names: {key.upper()})"
+    else:
+        hint = variable_hint(key, in_file=True)
     return f"unknown key {key!r} in {path!r}{hint}"
 
 
@@ -199,15 +232,17 @@ def _toml_text(path: str, key: str, value: object) -> str:
     )
 
 
-def _flatten(path: str, table: Mapping[str, object], prefix: str = "") -> dict[str, str]:
+def _flatten(
+    path: str, title: str, table: Mapping[str, object], prefix: str = ""
+) -> dict[str, str]:
     """`[kafka]` with `sasl.mechanism = ...` parses as nested tables: back to dotted names."""
     out: dict[str, str] = {}
     for key, value in table.items():
         name = prefix + key
         if isinstance(value, dict):
-            out.update(_flatten(path, value, name + "."))
+            out.update(_flatten(path, title, value, name + "."))
         else:
-            out[name] = _toml_text(path, f"[kafka] {name}", value)
+            out[name] = _toml_text(path, f"[{title}] {name}", value)
     return out
 
 
@@ -229,40 +264,83 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-# --- the librdkafka pass-through ------------------------------------------------------------
+# --- the clients' pass-through ---------------------------------------------------------------
 
 
 def _check_property(name: str, prop: str, value: str) -> None:
     if not _PROPERTY.fullmatch(prop):
         raise SettingsError(name, f"invalid property name {shown(prop)}")
-    if prop in _DEDICATED:
-        raise SettingsError(name, f"{prop} is set with {_DEDICATED[prop]}")
+    if prop in DEDICATED_PROPERTIES:
+        raise SettingsError(name, f"{prop} is set with {DEDICATED_PROPERTIES[prop]}")
     if prop in _MUST_STAY_FALSE and value.strip().lower() != "false":
         raise SettingsError(name, f"{prop} must stay false: offsets are stored after the work")
 
 
-def _kafka_properties(src: _Sources) -> dict[str, str]:
-    """Lowest layer first, so each overrides the one below: file, environment, flags."""
-    props = _variable_properties(src, src.file)
-    for prop, value in src.file_kafka.items():
-        _check_property(f"[kafka] {prop}", prop, value)
-        props[prop] = value
-    props.update(_variable_properties(src, src.env))
-    for item in _flag_items(src.flags.get("kafka_property")):
+def _check_registry_property(name: str, prop: str, value: str) -> None:
+    if not _PROPERTY.fullmatch(prop):
+        raise SettingsError(name, f"invalid property name {shown(prop)}")
+    if prop in DEDICATED_REGISTRY_PROPERTIES:
+        raise SettingsError(name, f"{prop} is set with {DEDICATED_REGISTRY_PROPERTIES[prop]}")
+    try:
+        registry_value(prop, value)
+    except Invalid as exc:
+        raise SettingsError(name, str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class _Family:
+    """One client's pass-through: its variables' prefix, the file's table, the flag."""
+
+    prefix: str  # KAFKA_
+    table: str  # kafka: the configuration file's [kafka]
+    flag: str  # --kafka-property
+    flag_dest: str  # kafka_property
+    what: str  # what the table holds, for a complaint
+    claims: Callable[[str], bool]  # whether a variable of the prefix is a property
+    check: Callable[[str, str, str], None]  # (where it was set, property, value)
+
+
+_KAFKA = _Family(
+    "KAFKA_", "kafka", KAFKA_PROPERTY_FLAG, "kafka_property", "librdkafka properties",
+    is_passed_through, _check_property,
+)  # fmt: skip
+_REGISTRY = _Family(
+    REGISTRY_PREFIX, "schema_registry", REGISTRY_PROPERTY_FLAG, "schema_registry_property",
+    "Schema Registry client properties", is_registry_passed_through, _check_registry_property,
+)  # fmt: skip
+_FAMILIES = (_KAFKA, _REGISTRY)
+
+_Properties = dict[str, tuple[str, Origin]]  # by property: its value, and where it was set
+
+
+def _properties(src: _Sources, family: _Family) -> tuple[dict[str, str], dict[str, Origin]]:
+    """One client's properties and where each was set. Lowest layer first, so each overrides
+    the one below: file, environment, flags."""
+    props = _variable_properties(src, family, src.file, src.file_path)
+    for prop, value in src.file_tables.get(family.table, {}).items():
+        name = f"[{family.table}] {prop}"
+        family.check(name, prop, value)
+        props[prop] = (value, Origin(name, src.file_path))
+    props.update(_variable_properties(src, family, src.env, None))
+    for item in _flag_items(src.flags.get(family.flag_dest)):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SettingsError(KAFKA_PROPERTY_FLAG, "expected KEY=VALUE")
-        _check_property(KAFKA_PROPERTY_FLAG, key.strip(), value)
-        props[key.strip()] = value
-    return props
+            raise SettingsError(family.flag, "expected KEY=VALUE")
+        family.check(family.flag, key.strip(), value)
+        props[key.strip()] = (value, Origin(family.flag))
+    values = {prop: value for prop, (value, _) in props.items()}
+    return values, {prop: origin for prop, (_, origin) in props.items()}
 
 
-def _variable_properties(src: _Sources, variables: Mapping[str, str]) -> dict[str, str]:
-    """`KAFKA_<NAME>` and `KAFKA_<NAME>_FILE` entries of one layer (environment or file)."""
-    props: dict[str, str] = {}
+def _variable_properties(
+    src: _Sources, family: _Family, variables: Mapping[str, str], config_file: str | None
+) -> _Properties:
+    """`<PREFIX><NAME>` and `<PREFIX><NAME>_FILE` entries of one layer (the environment, or
+    the configuration file `config_file`)."""
+    props: _Properties = {}
     for name in sorted(variables):
-        # KAFKA_BOOTSTRAP_SERVERS and KAFKA_GROUP_ID are options of their own.
-        if name in BY_ENV or not is_passed_through(name):
+        # KAFKA_BOOTSTRAP_SERVERS, KAFKA_GROUP_ID and SCHEMA_REGISTRY_URL are options.
+        if name in BY_ENV or not family.claims(name):
             continue
         if name.endswith("_FILE"):
             base = name.removesuffix("_FILE")
@@ -273,14 +351,14 @@ def _variable_properties(src: _Sources, variables: Mapping[str, str]) -> dict[st
             continue  # an empty variable beside its _FILE counts as unset
         else:
             base, value = name, variables[name]
-        prop = property_name(base.removeprefix("KAFKA_"))
-        _check_property(name, prop, value)
-        props[prop] = value
+        prop = property_name(base.removeprefix(family.prefix))
+        family.check(name, prop, value)
+        props[prop] = (value, Origin(name, config_file))
     return props
 
 
 def _flag_items(value: object) -> list[str]:
-    """`--kafka-property` values: a list from argparse, or a mapping or string from a caller."""
+    """A property flag's values: a list from argparse, or a mapping or string from a caller."""
     if value is None:
         return []
     if isinstance(value, Mapping):

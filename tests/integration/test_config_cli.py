@@ -84,6 +84,7 @@ def test_config_prints_flag_over_env_over_file_over_default(tmp_path: Path) -> N
         "[kafka]\n"
         'security.protocol = "SASL_SSL"\n'
         'sasl.mechanism = "SCRAM-SHA-512"\n'
+        'sasl.username = "deleter"\n'  # librdkafka refuses SCRAM without one, as `run` does
         "linger.ms = 50\n"
     )
     result = cli(
@@ -113,7 +114,7 @@ def test_config_prints_flag_over_env_over_file_over_default(tmp_path: Path) -> N
 def test_the_config_file_may_come_from_the_environment(tmp_path: Path) -> None:
     config = tmp_path / "consumer.toml"
     config.write_text('KAFKA_GROUP_ID = "from-file"\n')
-    result = cli("config", env={"DELETION_CONSUMER_CONFIG": str(config)})
+    result = cli("config", env={"DELETION_CONSUMER_CONFIG": str(config), "MEM0_API_KEY": "k"})
     assert result.returncode == 0, result.stderr
     assert "KAFKA_GROUP_ID=from-file" in result.stdout.splitlines()
 
@@ -124,7 +125,8 @@ def test_the_config_file_may_come_from_the_environment(tmp_path: Path) -> None:
         (
             {"DELETION_CONSUMER_CONFIG": "{dir}/consumer.toml"},
             {"consumer.toml": "MEM0_BASEURL = 'x'\n"},
-            "DELETION_CONSUMER_CONFIG: unknown key 'MEM0_BASEURL' in '{dir}/consumer.toml'",
+            "DELETION_CONSUMER_CONFIG: unknown key 'MEM0_BASEURL' in '{dir}/consumer.toml'; "
+            "did you mean MEM0_BASE_URL?",
         ),
         (
             {"DELETION_CONSUMER_CONFIG": "{dir}/absent.toml"},
@@ -469,3 +471,107 @@ def test_a_consumer_over_mutual_tls_deletes_and_dead_letters(
     ours = [c for c in front.connections if c.client_id == "tls-consumer"]
     assert ours, front.connections
     assert all(c.tls and c.peer == certificates.client_name for c in ours), ours
+
+
+# --- `config` refuses what `run` refuses (issue 19) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "toml", "flags", "expected"),
+    [
+        (
+            {"MEM0_API_KEY": "k", "KAFKA_SESSION_TIMEOUT_MS": "abc"},
+            None,
+            [],
+            "KAFKA_SESSION_TIMEOUT_MS: Invalid value for configuration property "
+            '"session.timeout.ms"',
+        ),
+        (
+            {"MEM0_API_KEY": "k", "KAFKA_NOT_A_PROPERTY": "1"},
+            None,
+            [],
+            'KAFKA_NOT_A_PROPERTY: No such configuration property: "not.a.property"',
+        ),
+        ({}, None, [], "MEM0_API_KEY: required for the platform backend"),
+        (
+            {"MEM0_API_KEY": "k"},
+            'KAFKA_BOOTSTRAP_SERVER = "broker:9092"\n',
+            [],
+            "DELETION_CONSUMER_CONFIG: unknown key 'KAFKA_BOOTSTRAP_SERVER' in "
+            "'{dir}/consumer.toml'; did you mean KAFKA_BOOTSTRAP_SERVERS?",
+        ),
+        (
+            {"MEM0_API_KEY": "k"},
+            '[kafka]\nbootstrap.server = "broker:9092"\n',
+            [],
+            "DELETION_CONSUMER_CONFIG: unknown key '[kafka] bootstrap.server' in "
+            "'{dir}/consumer.toml'; did you mean KAFKA_BOOTSTRAP_SERVERS?",
+        ),
+        (
+            {"MEM0_API_KEY": "k"},
+            '[kafka]\nsasl.mechanisn = "PLAIN"\n',
+            [],
+            "DELETION_CONSUMER_CONFIG: unknown key '[kafka] sasl.mechanisn' in "
+            "'{dir}/consumer.toml'; did you mean sasl.mechanism?",
+        ),
+        (
+            {"MEM0_API_KEY": "k"},
+            'MEM0_BASEURL = "https://mem0.internal"\n',
+            [],
+            "DELETION_CONSUMER_CONFIG: unknown key 'MEM0_BASEURL' in '{dir}/consumer.toml'; "
+            "did you mean MEM0_BASE_URL?",
+        ),
+        (
+            {"MEM0_API_KEY": "k"},
+            None,
+            ["--kafka-property", "bootstrap.server=broker:9092"],
+            '--kafka-property: No such configuration property: "bootstrap.server"; '
+            "did you mean KAFKA_BOOTSTRAP_SERVERS?",
+        ),
+        (
+            {"MEM0_API_KEY": "k", "MEM0_BACKEND": "cloud"},
+            None,
+            [],
+            "MEM0_BACKEND: must be platform or oss, got 'cloud'",
+        ),
+        (
+            {"MEM0_API_KEY": "k", "COMMIT_INTERVAL_MS": "-1"},
+            None,
+            [],
+            "COMMIT_INTERVAL_MS: must be an integer between 0 and 600000, got '-1'",
+        ),
+    ],
+)
+def test_config_refuses_what_run_refuses_with_the_same_line(
+    tmp_path: Path, env: dict[str, str], toml: str | None, flags: list[str], expected: str
+) -> None:
+    if toml is not None:
+        (tmp_path / "consumer.toml").write_text(toml)
+        env = {**env, "DELETION_CONSUMER_CONFIG": str(tmp_path / "consumer.toml")}
+    # Nothing listens there: `run` stops before it could get further, and `config` connects to
+    # nothing at all (tests/unit/settings/test_config_parity.py), so each answers at once.
+    env = {**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "METRICS_PORT": "0"}
+    configured = cli("config", *flags, env=env, timeout=30)
+    ran = cli("run", *flags, env=env, timeout=30)
+    assert configured.stdout == ""  # nothing printed of a configuration `run` refuses
+    assert one_line(configured) == one_line(ran)
+    expected_line = "deletion-consumer: bad setting " + expected.replace("{dir}", str(tmp_path))
+    assert one_line(ran) == expected_line
+
+
+def test_config_prints_a_keyless_configuration_for_the_self_hosted_backend() -> None:
+    result = cli("config", env={"MEM0_BACKEND": "oss", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert result.returncode == 0, result.stderr
+    assert "MEM0_BACKEND=oss" in result.stdout.splitlines()
+
+
+def test_each_command_help_lists_what_it_reads() -> None:
+    receipts = cli("receipts", "--help", env={})
+    run = cli("run", "--help", env={})
+    assert receipts.returncode == run.returncode == 0
+    assert "--mem0-api-key" not in receipts.stdout
+    assert "--receipts-topic" in receipts.stdout
+    assert "--mem0-api-key MEM0_API_KEY" in run.stdout
+    # Unlisted, still accepted (and ignored) by receipts, as its variable would be.
+    accepted = cli("receipts", "--mem0-api-key", "k", "--help", env={})
+    assert accepted.returncode == 0, accepted.stderr

@@ -332,7 +332,9 @@ def test_metrics_of_a_running_process_hold_its_memory_cpu_and_build(
     scraped: list[str] = []
 
     def scrape() -> bool:
-        assert process.poll() is None, "the consumer exited"
+        if process.poll() is not None:
+            assert process.stderr is not None
+            raise AssertionError(f"the consumer exited: {process.stderr.read()[-2000:]}")
         try:
             status, body = _get(port, "/metrics")
         except OSError:  # not listening yet

@@ -28,11 +28,13 @@ from tests.integration.test_end_to_end import encoded, event, remaining_ids, see
 from tests.support.harness import (
     RunningConsumer,
     Topics,
+    ends_of,
     header_dict,
     make_settings,
     publish,
     read_all,
     wait_committed,
+    wait_letters,
 )
 
 pytestmark = pytest.mark.integration
@@ -71,25 +73,6 @@ def replay_cli(kafka: str, topics: Topics, *argv: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return summary
-
-
-def ends_of(records: list[Any]) -> dict[tuple[str, int], int]:
-    """One past the last offset per partition, as `publish` returns them."""
-    ends: dict[tuple[str, int], int] = {}
-    for record in records:
-        tp = (record.topic(), record.partition())
-        ends[tp] = max(ends.get(tp, 0), record.offset() + 1)
-    return ends
-
-
-def wait_letters(kafka: str, topic: str, count: int, timeout_s: float = 20.0) -> list[Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        letters = read_all(kafka, topic, expected=count, timeout_s=2.0)
-        if len(letters) >= count or time.monotonic() > deadline:
-            assert len(letters) == count, f"{len(letters)} dead letters, expected {count}"
-            return letters
-        time.sleep(0.1)
 
 
 def test_rejected_letters_go_back_once_the_cause_is_fixed(

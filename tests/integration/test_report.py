@@ -36,11 +36,13 @@ from tests.integration.test_end_to_end import encoded, event, seed
 from tests.support.harness import (
     RunningConsumer,
     Topics,
+    ends_of,
     header_dict,
     make_settings,
     publish,
     read_all,
     wait_committed,
+    wait_letters,
 )
 
 pytestmark = pytest.mark.integration
@@ -108,21 +110,7 @@ def replay_one(settings: Settings, event_id: str) -> dict[str, Any]:
 def input_ends(kafka: str, topic: str, count: int) -> dict[tuple[str, int], int]:
     records = read_all(kafka, topic, expected=count, timeout_s=10)
     assert len(records) == count
-    ends: dict[tuple[str, int], int] = {}
-    for record in records:
-        tp = (record.topic(), record.partition())
-        ends[tp] = max(ends.get(tp, 0), record.offset() + 1)
-    return ends
-
-
-def wait_letters(kafka: str, topic: str, count: int, timeout_s: float = 20.0) -> list[Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        letters = read_all(kafka, topic, expected=count, timeout_s=2.0)
-        if len(letters) >= count or time.monotonic() > deadline:
-            assert len(letters) == count, f"{len(letters)} dead letters, expected {count}"
-            return letters
-        time.sleep(0.1)
+    return ends_of(records)
 
 
 def at(source_event: DeletionEvent, occurred_at_ms: int, reason: str, source: str) -> DeletionEvent:

@@ -196,3 +196,23 @@ def make_settings(bootstrap: str, sandbox_url: str, topics: Topics, **env: str) 
     }
     base.update(env)
     return Settings.from_sources(base)
+
+
+def ends_of(records: list[Any]) -> dict[tuple[str, int], int]:
+    """One past the last offset per partition, as `publish` returns them."""
+    ends: dict[tuple[str, int], int] = {}
+    for record in records:
+        tp = (record.topic(), record.partition())
+        ends[tp] = max(ends.get(tp, 0), record.offset() + 1)
+    return ends
+
+
+def wait_letters(kafka: str, topic: str, count: int, timeout_s: float = 20.0) -> list[Any]:
+    """Exactly `count` records of `topic` (a DLQ), once they are all there."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        letters = read_all(kafka, topic, expected=count, timeout_s=2.0)
+        if len(letters) >= count or time.monotonic() > deadline:
+            assert len(letters) == count, f"{len(letters)} dead letters, expected {count}"
+            return letters
+        time.sleep(0.1)

@@ -118,7 +118,7 @@ def registry() -> Iterator[RegistryServer]:
 
 @pytest.fixture
 def client(registry: RegistryServer) -> Iterator[SchemaRegistryClient]:
-    with SchemaRegistryClient(registry.url, timeout=5.0) as c:
+    with SchemaRegistryClient({"url": registry.url, "timeout": 5.0}) as c:
         yield c
 
 
@@ -538,6 +538,114 @@ def test_register_refusal_is_not_retriable(registry: RegistryServer) -> None:
         client.register("s", READER_TEXT)
     assert not info.value.retriable
     assert "409" in str(info.value)
+
+
+# --- the registry seam: confluent-kafka's client with credentials (issue 20) ------------------
+
+SECRET = "sr-secret-value"
+
+
+@pytest.fixture(scope="module")
+def refusing() -> Iterator[RegistryServer]:
+    """One registry for every generated status: each answer quotes the schema and the secret."""
+    with RegistryServer(basic_auth=("key", SECRET)) as server:
+        server.fail_message = f"refused {READER_TEXT} for key:{SECRET}"
+        yield server
+
+
+@settings(max_examples=40, deadline=None)
+@given(status=st.integers(400, 599), get=st.booleans())
+def test_a_failure_is_one_line_without_url_secret_or_schema(
+    refusing: RegistryServer, status: int, get: bool
+) -> None:
+    refusing.fail_with = status
+    url = refusing.url.replace("://", f"://key:{SECRET}@")  # credentials in the URL too
+    with SchemaRegistryClient(url) as client, pytest.raises(RegistryError) as info:
+        client.get_schema(1) if get else client.register("s", READER_TEXT)
+    text = str(info.value)
+    assert "\n" not in text
+    assert isinstance(info.value, SchemaNotFound) or f"HTTP {status}" in text
+    port = str(refusing._server.server_address[1])
+    assert SECRET not in text and port not in text and "DeletionEvent" not in text
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # nothing chained
+    assert info.value.retriable == (status >= 500 or status in (408, 429))
+    assert isinstance(info.value, SchemaNotFound) == (get and status == 404)
+
+
+def test_basic_auth_is_sent_and_a_wrong_secret_names_its_setting() -> None:
+    with RegistryServer(basic_auth=("key", SECRET)) as registry:
+        schema_id = registry.add("s", READER_TEXT)
+        good = {"url": registry.url, "basic.auth.user.info": f"key:{SECRET}"}
+        with SchemaRegistryClient(good) as client:
+            assert json.loads(client.get_schema(schema_id)) == json.loads(READER_TEXT)
+            assert client.register("t", READER_TEXT) == schema_id
+        wrong = {**good, "basic.auth.user.info": "key:wrong-secret"}
+        with SchemaRegistryClient(wrong) as client, pytest.raises(RegistryError) as info:
+            client.get_schema(schema_id)
+        assert str(info.value) == (
+            f"registry schema id {schema_id}: HTTP 401, credentials refused "
+            "(check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO)"
+        )
+        assert not info.value.retriable and "wrong-secret" not in str(info.value)
+        with SchemaRegistryClient(registry.url) as client, pytest.raises(RegistryError) as info:
+            client.get_schema(schema_id)
+        assert "none are set: SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in str(info.value)
+        # The credentials of a URL are the client's by default, and named as such.
+        in_url = registry.url.replace("://", "://key:nope@")
+        with SchemaRegistryClient(in_url) as client, pytest.raises(RegistryError) as info:
+            client.get_schema(schema_id)
+        assert "check the user info of SCHEMA_REGISTRY_URL" in str(info.value)
+        assert registry.refused == 3
+
+
+def test_a_static_bearer_token_is_sent_with_its_logical_cluster() -> None:
+    with RegistryServer(bearer_token=SECRET, logical_cluster="lsrc-1") as registry:
+        schema_id = registry.add("s", READER_TEXT)
+        bearer = {
+            "url": registry.url,
+            "bearer.auth.credentials.source": "STATIC_TOKEN",
+            "bearer.auth.token": SECRET,
+            "bearer.auth.logical.cluster": "lsrc-1",
+        }
+        with SchemaRegistryClient(bearer) as client:
+            assert client.get_schema(schema_id)
+        other_cluster = {**bearer, "bearer.auth.logical.cluster": "lsrc-2"}
+        with SchemaRegistryClient(other_cluster) as client, pytest.raises(RegistryError) as info:
+            client.get_schema(schema_id)
+        assert "HTTP 401" in str(info.value)
+        assert "check SCHEMA_REGISTRY_BEARER_AUTH_TOKEN" in str(info.value)
+
+
+def test_a_private_ca_is_trusted_when_named_and_only_then(tmp_path: Path) -> None:
+    with RegistryServer(tls=tmp_path) as registry:
+        assert registry.url.startswith("https://") and registry.ca_file is not None
+        schema_id = registry.add("s", READER_TEXT)
+        trusting = {"url": registry.url, "ssl.ca.location": str(registry.ca_file)}
+        with SchemaRegistryClient(trusting) as client:
+            assert client.get_schema(schema_id)
+        with SchemaRegistryClient(registry.url) as client, pytest.raises(RegistryError) as info:
+            client.get_schema(schema_id)
+        assert str(info.value) == (
+            f"registry schema id {schema_id}: its TLS certificate is not trusted "
+            "(check SCHEMA_REGISTRY_SSL_CA_LOCATION)"
+        )
+        assert not info.value.retriable  # waited out all the same, but logged as an error
+
+
+def test_no_bearer_token_from_the_endpoint_is_retriable() -> None:
+    oauth = {
+        "url": "http://127.0.0.1:9",
+        "bearer.auth.credentials.source": "OAUTHBEARER",
+        "bearer.auth.logical.cluster": "lsrc-1",
+        "bearer.auth.client.id": "id",
+        "bearer.auth.client.secret": SECRET,
+        "bearer.auth.scope": "schema_registry",
+        "bearer.auth.issuer.endpoint.url": "http://127.0.0.1:9/token",  # nothing listens there
+    }
+    with SchemaRegistryClient(oauth) as client, pytest.raises(RegistryUnavailable) as info:
+        client.get_schema(1)
+    assert "no bearer token from the token endpoint" in str(info.value)
+    assert SECRET not in str(info.value)
 
 
 # --- hostile input, generated ------------------------------------------------------------------

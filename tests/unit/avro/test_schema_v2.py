@@ -164,7 +164,7 @@ def test_a_version_1_event_by_fingerprint(event: DeletionEvent) -> None:
 
 @pytest.mark.parametrize("event", [memories(linked=False), *OTHERS], ids=lambda e: e.type.value)
 def test_a_version_1_event_by_registry_id(registry: RegistryServer, event: DeletionEvent) -> None:
-    with SchemaRegistryClient(registry.url, timeout=5.0) as client:
+    with SchemaRegistryClient({"url": registry.url, "timeout": 5.0}) as client:
         v1_id = client.register("memory.deletions-value", V1_TEXT)
         v2_id = client.register("memory.deletions-value", V2_TEXT)
         assert v1_id != v2_id
@@ -199,7 +199,7 @@ def test_a_version_1_event_takes_the_shortcut_in_both_framings(
     single = frame_single_object(body, V1_FINGERPRINT)
     fast = event_reader.read_event(single, 10, False)
     assert fast is not None and identical(fast, event) and fast.include_linked is False
-    with SchemaRegistryClient(registry.url, timeout=5.0) as client:
+    with SchemaRegistryClient({"url": registry.url, "timeout": 5.0}) as client:
         v1_id = client.register("memory.deletions-value", V1_TEXT)
         decoder = Decoder(STORE, client)
         assert identical(decoder.decode(single), event)
@@ -243,7 +243,7 @@ def test_a_version_2_event_takes_the_shortcut_in_both_framings(
     assert single[2:10] == V2.fingerprint
     fast = event_reader.read_event(single, 10, True)
     assert fast is not None and identical(fast, event)
-    with SchemaRegistryClient(registry.url, timeout=5.0) as client:
+    with SchemaRegistryClient({"url": registry.url, "timeout": 5.0}) as client:
         v2_id = client.register("memory.deletions-value", V2_TEXT)
         decoder = Decoder(STORE, client)
         confluent = ENCODER.confluent(event, v2_id)
@@ -287,7 +287,7 @@ def test_a_boolean_byte_neither_0_nor_1_is_a_decode_error(
         single[-1] = byte
         for scan in SCANS:
             assert scan(bytes(single), 10, True) is None
-        with SchemaRegistryClient(registry.url, timeout=5.0) as client:
+        with SchemaRegistryClient({"url": registry.url, "timeout": 5.0}) as client:
             v2_id = client.register("memory.deletions-value", V2_TEXT)
             decoder = Decoder(STORE, client)
             confluent = ENCODER.confluent(event, v2_id)[:-1] + bytes([byte])

@@ -7,10 +7,12 @@ from itertools import count
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumer.avro.codec import Decoder, Encoder, SchemaStore
-from consumer.commands.jsonlines import parse_lines, parse_record
-from consumer.core.events import EventType, Scope
+from consumer.commands.jsonlines import Defaults, parse_lines, parse_record, schema_default_note
+from consumer.core.events import REASONS, EventType, Scope
 
 NOW = 1_750_000_000_000
 STORE = SchemaStore.from_directory()
@@ -217,3 +219,85 @@ def test_parse_lines_skips_blanks_and_numbers_errors() -> None:
     assert next(records)["payload"][1] == {"user_id": "u"}
     with pytest.raises(ValueError, match=r"^line 4: field 'type'"):
         next(records)
+
+
+# --- what a line without `reason` or `source` gets (produce --reason, --source) ---------------
+
+_MAYBE_REASON = st.none() | st.sampled_from(REASONS).flatmap(
+    lambda reason: st.sampled_from([reason, reason.lower(), reason.title()])
+)
+_MAYBE_SOURCE = st.none() | st.text(max_size=12)
+
+
+@given(
+    line_reason=_MAYBE_REASON,
+    flag_reason=_MAYBE_REASON,
+    line_source=_MAYBE_SOURCE,
+    flag_source=_MAYBE_SOURCE,
+)
+def test_the_line_wins_then_the_flag_then_the_schema_which_is_told(
+    line_reason: str | None,
+    flag_reason: str | None,
+    line_source: str | None,
+    flag_source: str | None,
+) -> None:
+    line: dict[str, Any] = {"type": "user_deleted", "user_id": "u"}
+    if line_reason is not None:
+        line["reason"] = line_reason
+    if line_source is not None:
+        line["source"] = line_source
+    told: list[str] = []
+    record = parse_record(
+        json.dumps(line),
+        now_ms=NOW,
+        new_id=lambda: "x",
+        defaults=Defaults.of(reason=flag_reason, source=flag_source),
+        on_schema_default=told.append,
+    )
+    reason = line_reason if line_reason is not None else flag_reason
+    source = line_source if line_source is not None else flag_source
+    assert record["reason"] == ("OTHER" if reason is None else reason.upper())
+    assert record["source"] == ("unknown" if source is None else source)
+    assert sorted(told) == sorted(
+        [name for name, value in (("reason", reason), ("source", source)) if value is None]
+    )
+
+
+def test_without_defaults_the_schema_defaults_are_applied_and_told() -> None:
+    told: list[str] = []
+    record = parse_record(
+        '{"type": "user_deleted", "user_id": "u"}',
+        now_ms=NOW,
+        new_id=lambda: "x",
+        on_schema_default=told.append,
+    )
+    assert (record["reason"], record["source"]) == ("OTHER", "unknown")
+    assert sorted(told) == ["reason", "source"]
+
+
+def test_a_refused_line_is_not_told_as_a_default() -> None:
+    told: list[str] = []
+    with pytest.raises(ValueError, match="'occurred_at'"):
+        parse_record(
+            '{"type": "user_deleted", "user_id": "u", "occurred_at": "yesterday"}',
+            now_ms=NOW,
+            new_id=lambda: "x",
+            on_schema_default=told.append,
+        )
+    assert told == []
+
+
+def test_the_reason_flag_is_checked_and_upper_cased() -> None:
+    assert Defaults.of(reason="gdpr", source=None) == Defaults(reason="GDPR", source=None)
+    with pytest.raises(ValueError, match=r"^--reason: expected one of USER_REQUEST, GDPR"):
+        Defaults.of(reason="because", source=None)
+
+
+def test_the_note_counts_the_lines_and_names_the_way_out() -> None:
+    assert schema_default_note("reason", 3) == (
+        "3 lines had no reason: OTHER, the schema's default; give --reason or a reason field"
+    )
+    assert schema_default_note("source", 1) == (
+        "1 line had no source: unknown, the schema's default; give --source or a source field"
+    )
+    assert schema_default_note("reason", 12_000).startswith("12,000 lines had no reason")

@@ -24,6 +24,7 @@ class FakeClient:
         self.threads: set[str] = set()
         self.fail = False
         self.closed = False
+        self.polled = threading.Semaphore(0)
 
     def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> Any:
         self.threads.add(threading.current_thread().name)
@@ -41,6 +42,11 @@ class FakeClient:
     ) -> Any:
         self.threads.add(threading.current_thread().name)
         return self.marks[(partition.topic, partition.partition)]
+
+    def poll(self, timeout: float = -1) -> Any:
+        self.threads.add(threading.current_thread().name)
+        self.polled.release()
+        return None
 
     def close(self) -> None:
         self.closed = True
@@ -138,3 +144,20 @@ def test_the_running_monitor_measures_a_new_assignment_at_once() -> None:
         await monitor.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_side_client_is_polled_every_tick_even_with_nothing_assigned() -> None:
+    """librdkafka queues a client's log lines and errors for its poll: unpolled, a side client
+    held them all while the broker was away, growing without bound."""
+    client = FakeClient(committed={}, marks={})
+
+    async def scenario() -> None:
+        monitor = LagMonitor(client, set, Metrics(CollectorRegistry()), tick_s=0.01)
+        monitor.start()
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # three ticks' polls, each waited for (not a timed sleep)
+            assert await loop.run_in_executor(None, client.polled.acquire, True, 5.0)
+        await monitor.stop()
+
+    asyncio.run(scenario())
+    assert client.threads == {name for name in client.threads if name.startswith("lag")}

@@ -540,7 +540,8 @@ def test_a_short_session_gets_a_heartbeat_a_third_as_long() -> None:
 
 def test_every_field_but_the_pass_through_is_one_option() -> None:
     names = [f.name for f in dataclasses.fields(Settings)]
-    assert [opt.dest for opt in OPTIONS] == [n for n in names if n != "kafka_properties"]
+    pass_through = ("kafka_properties", "schema_registry_properties")
+    assert [opt.dest for opt in OPTIONS] == [n for n in names if n not in pass_through]
     variables = [opt.env for opt in OPTIONS] + [opt.file_env for opt in OPTIONS if opt.secret]
     assert len(set(variables)) == len(variables)
     assert all(is_setting(name) for name in variables)
