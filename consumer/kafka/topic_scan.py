@@ -31,6 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -47,6 +48,7 @@ __all__ = [
     "ScanError",
     "ScanPartition",
     "TopicScan",
+    "in_slices",
     "reader_config",
 ]
 
@@ -73,6 +75,31 @@ class BrokerSilent(ScanError):
         self.topic = topic
         self.waiting = waiting
         self.limit_s = SILENCE_LIMIT_S
+
+
+_T = TypeVar("_T")
+# A request waits in C, where Python's signal handlers cannot run: a Ctrl-C against a broker that
+# does not answer would wait out the whole timeout. In slices of this, it is answered promptly.
+_SLICE_S = 0.5
+_SLICE_ENDS = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT})
+
+
+def in_slices(ask: Callable[[float], _T], timeout_s: float) -> _T:
+    """`ask(seconds)` (a librdkafka request with its timeout), asked again in short slices until
+    it answers or `timeout_s` is spent, so that a signal handler runs between slices."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            answer = ask(max(0.001, min(_SLICE_S, left)))
+            if answer is not None or left <= _SLICE_S:  # None: timed out (watermarks)
+                return answer
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            # A metadata request that timed out says _TRANSPORT, ListOffsets _TIMED_OUT.
+            timed_out = isinstance(error, KafkaError) and error.code() in _SLICE_ENDS
+            if not timed_out or left <= _SLICE_S:
+                raise
 
 
 def reader_config(client: Mapping[str, object], *, group: str, reset: str) -> dict[str, object]:
@@ -126,15 +153,17 @@ class TopicScan:
 
     def partition_numbers(self) -> list[int]:
         """The topic's partitions, sorted; a topic that does not exist is a `ScanError`."""
-        metadata = self._reader.list_topics(self.topic, timeout=TIMEOUT_S).topics.get(self.topic)
+        listing = in_slices(lambda s: self._reader.list_topics(self.topic, timeout=s), TIMEOUT_S)
+        metadata = listing.topics.get(self.topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise ScanError(f"the {self._name} topic {self.topic!r} does not exist")
         return sorted(metadata.partitions)
 
     def watermarks(self, number: int) -> tuple[int, int]:
         """(log start, listed end) of a partition, asked of the broker now."""
-        low, high = self._reader.get_watermark_offsets(
-            TopicPartition(self.topic, number), timeout=TIMEOUT_S, cached=False
+        tp = TopicPartition(self.topic, number)
+        low, high = in_slices(
+            lambda s: self._reader.get_watermark_offsets(tp, timeout=s, cached=False), TIMEOUT_S
         )
         return int(low), int(high)
 
