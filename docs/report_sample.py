@@ -14,7 +14,8 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from consumer.core.erasure_report import DAY_MS, DeadLetterSpot, ReceiptSeen, ScanFacts, tally
+from consumer.core.erasure_report import DAY_MS, DeadLetterSpot, ReceiptSeen, ScanFacts
+from consumer.core.erasure_tally import tally
 from consumer.report.html import render_html
 from consumer.report.text import render_text
 

@@ -4,7 +4,7 @@ Both topics are read as `receipts` reads its topic (`kafka.topic_scan`): partiti
 directly, no group joined, nothing committed (auto-commit is forced off, whatever the settings
 pass through), each partition read to the end it had when its read started.
 
-- The DLQ first, headers only, into a `DeadLetterIndex` (`core.erasure_report.dead_letter_entry`
+- The DLQ first, headers only, into a `DeadLetterIndex` (`core.erasure_tally.dead_letter_entry`
   reads them and never raises): the index must be complete before a receipt asks where its
   dead letter is. A DLQ that is not set, does not exist or cannot be read is no failure of the
   report: `ScanFacts.dlq_unavailable` says why (after what was read, if the read broke off), and
@@ -30,13 +30,8 @@ from confluent_kafka import Consumer, KafkaException, Message
 from consumer.avro.receipt_codec import ReceiptDecodeError, ReceiptDecoder
 from consumer.avro.registry_config import registry_client
 from consumer.core.dlq import headers_of
-from consumer.core.erasure_report import (
-    DeadLetterIndex,
-    ErasureTally,
-    ReceiptSeen,
-    ScanFacts,
-    dead_letter_entry,
-)
+from consumer.core.erasure_report import DeadLetterIndex, ReceiptSeen, ScanFacts
+from consumer.core.erasure_tally import ErasureTally, dead_letter_entry
 from consumer.kafka.config import consumer_config
 from consumer.kafka.topic_scan import ScanError, ScanPartition, TopicScan, reader_config
 from consumer.settings import Settings

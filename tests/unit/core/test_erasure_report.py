@@ -1,4 +1,4 @@
-"""The report's figures (`core.erasure_report.tally`) on hand-made receipts: every rule of the
+"""The report's figures (`core.erasure_tally.tally`) on hand-made receipts: every rule of the
 module's docstring, one test each, then properties over random receipts (the tables add up to
 the totals, every erasure is completed or outstanding, percentiles are ordered, the list is
 sorted and the buckets hold it), and a plain re-count of the rules to compare against."""
@@ -17,15 +17,17 @@ from hypothesis import strategies as st
 
 from consumer.core.dlq import DeadLetter, DlqReason, dead_letter_headers
 from consumer.core.erasure_report import (
-    AGE_BUCKETS,
     DAY_MS,
     Counts,
     DeadLetterIndex,
     DeadLetterSpot,
     ErasureReport,
-    ErasureTally,
     ReceiptSeen,
     ScanFacts,
+)
+from consumer.core.erasure_tally import (
+    AGE_BUCKETS,
+    ErasureTally,
     dead_letter_entry,
     nearest_rank,
     tally,

@@ -22,8 +22,8 @@ from consumer.core.erasure_report import (
     ErasureReport,
     ReceiptSeen,
     ScanFacts,
-    tally,
 )
+from consumer.core.erasure_tally import tally
 from consumer.core.receipts import COMPLETED, DEAD_LETTERED
 from consumer.report import json_form
 from consumer.report.cli import add_report_arguments, run_report
