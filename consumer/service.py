@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from consumer.avro.codec import Decoder, SchemaStore
@@ -32,6 +31,7 @@ from consumer.kafka.lag import LagMonitor, lag_client_config
 from consumer.kafka.preflight import build_client, check_admin_role, check_topics
 from consumer.kafka.producer import AsyncProducer
 from consumer.kafka.receipt_sink import ReceiptSink
+from consumer.kafka.topic_scan import in_slices
 from consumer.mem0.client import Mem0Client, auth_headers, make_http_client
 from consumer.mem0.downstream import Downstream
 from consumer.mem0.oss_client import OssClient
@@ -191,13 +191,9 @@ class _AbandonableListing:
     librdkafka's metadata call cannot be interrupted, and it runs on a thread: waited for whole
     (10 s against a cluster that does not answer), it would hold a stop that long, and the
     process's exit after it (asyncio.run joins its threads), and the client could not be closed
-    while the thread uses it. So it waits a slice at a time and stops between two slices once
-    abandoned. The connection is made in librdkafka's own threads meanwhile, so only a cluster
-    slower than a slice to answer the metadata request itself is not checked (a warning, as
-    for a silent one; the consumer carries on).
+    while the thread uses it. So it waits a slice at a time (`topic_scan.in_slices`, as the
+    scans do) and stops between two slices once abandoned.
     """
-
-    SLICE_S = 0.5
 
     def __init__(self, list_topics: Callable[..., Any]) -> None:
         self._list_topics = list_topics
@@ -206,20 +202,13 @@ class _AbandonableListing:
 
     def __call__(self, *, timeout: float) -> Any:
         with self._in_use:
-            deadline = time.monotonic() + timeout
-            while True:
-                if self._abandoned.is_set():
-                    raise _Abandoned
-                started = time.monotonic()
-                wait = min(self.SLICE_S, deadline - started)
-                try:
-                    return self._list_topics(timeout=max(wait, 0.001))
-                except KafkaException:
-                    # librdkafka reports a wait that ran out as it reports a broker's failure
-                    # (_TRANSPORT): only a call that waited its whole slice is tried again.
-                    now = time.monotonic()
-                    if now >= deadline or now - started < 0.9 * wait:
-                        raise
+            return in_slices(
+                lambda seconds: self._list_topics(timeout=seconds), timeout, between=self._check
+            )
+
+    def _check(self) -> None:
+        if self._abandoned.is_set():
+            raise _Abandoned
 
     async def abandon(self) -> None:
         """End a listing under way; returns once no thread is in the client's call."""

@@ -84,11 +84,19 @@ _SLICE_S = 0.5
 _SLICE_ENDS = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT})
 
 
-def in_slices(ask: Callable[[float], _T], timeout_s: float) -> _T:
+def in_slices(
+    ask: Callable[[float], _T], timeout_s: float, *, between: Callable[[], None] | None = None
+) -> _T:
     """`ask(seconds)` (a librdkafka request with its timeout), asked again in short slices until
-    it answers or `timeout_s` is spent, so that a signal handler runs between slices."""
+    it answers or `timeout_s` is spent, so that a signal handler runs between slices.
+
+    `between`, if given, runs before each slice and may raise to end the wait (the service's
+    start-up check, abandoned from the event loop when a stop comes).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
+        if between is not None:
+            between()
         left = deadline - time.monotonic()
         try:
             answer = ask(max(0.001, min(_SLICE_S, left)))
