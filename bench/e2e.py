@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -278,23 +279,23 @@ def run_workload(
     started = time.monotonic()
     consumer = subprocess.Popen(command, env=env)
     profiler = None
-    if args.profile:
-        # Sampled from outside (py-spy, not installed by the project): collapsed stacks, one
-        # file per workload and variant, for flamegraph.pl or speedscope.
-        label = f"{name}-{variant}-{workers}".replace(" ", "-")
-        out = Path(args.profile) / f"{label}.txt"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        profiler = subprocess.Popen(
-            [
-                *("py-spy", "record", "--pid", str(consumer.pid), "--format", "raw"),
-                *("--rate", "250", "--nonblocking", "--subprocesses", "--output", str(out)),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
     first_call = None
     cpu_at_first_call = [0.0, 0.0, 0.0]
     deadline_s = max(300.0, len(events) / 200)  # 200 events/s: a tenth of the slowest workload
     try:
+        if args.profile:
+            # Sampled from outside (py-spy, not installed by the project): collapsed stacks, one
+            # file per workload and variant, for flamegraph.pl or speedscope.
+            label = f"{name}-{variant}-{workers}".replace(" ", "-")
+            out = Path(args.profile) / f"{label}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            profiler = subprocess.Popen(
+                [
+                    *("py-spy", "record", "--pid", str(consumer.pid), "--format", "raw"),
+                    *("--rate", "250", "--nonblocking", "--subprocesses", "--output", str(out)),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
         while True:
             time.sleep(0.1)
             if first_call is None and stats(sandbox_port)["calls_by_operation"]:
@@ -460,6 +461,9 @@ def main() -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants: {', '.join(unknown)}")
+    if args.profile and shutil.which("py-spy") is None:
+        # Found out here, not once the consumer runs: a failed profiler start left it orphaned.
+        parser.error("--profile needs py-spy on PATH (pip install py-spy)")
     worker_counts = [int(n) for n in args.workers.split(",")]
     baseline_events = args.baseline_events
     if baseline_events is None:
