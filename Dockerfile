@@ -8,8 +8,9 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# A C compiler for the one compiled part, the event reader's scan (consumer/avro/_scan.c): without
-# it the wheel would fall back to the same scan in Python, several times slower.
+# A C compiler for the compiled parts, the event reader's scan and the receipt writer
+# (consumer/avro/_scan.c, _receipt.c): without it the wheel would fall back to the same code in
+# Python, several times slower.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml setup.py README.md ./

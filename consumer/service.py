@@ -25,6 +25,7 @@ from consumer.core.guard import DlqGuard
 from consumer.core.offsets import OffsetTracker
 from consumer.core.retry import RetryPolicy
 from consumer.core.verification import VerifyPolicy
+from consumer.kafka.batch_producer import BatchProducer
 from consumer.kafka.config import consumer_config, producer_config, with_logger
 from consumer.kafka.dead_letter_sink import DeadLetterSink
 from consumer.kafka.lag import LagMonitor, lag_client_config
@@ -119,9 +120,9 @@ def make_dead_letters(
 
 
 def make_receipts(
-    settings: Settings, producer: AsyncProducer, schema_registry: SchemaRegistryClient | None
+    settings: Settings, producer: BatchProducer | None, schema_registry: SchemaRegistryClient | None
 ) -> ReceiptSink | None:
-    if not settings.receipts_topic:
+    if producer is None or not settings.receipts_topic:
         return None
     # In the input's encoding: registry framing when there is a registry.
     encoder = ReceiptEncoder(registry=schema_registry, subject=f"{settings.receipts_topic}-value")
@@ -226,14 +227,15 @@ class _Abandoned(Exception):
 
 async def _close_unstarted(
     consumer: Consumer,
-    producer: AsyncProducer,
+    producers: list[AsyncProducer],
     client: Mem0Client,
     decoder: Decoder,
     schema_registry: SchemaRegistryClient | None,
 ) -> None:
     """Close what serve built before the loop ran (nothing was read, nothing is to commit)."""
     consumer.close()
-    producer.close(0)
+    for producer in producers:
+        producer.close(0)
     await client.aclose()
     decoder.close()
     if schema_registry is not None:
@@ -262,15 +264,24 @@ async def serve(
     producer = _kafka_client(
         lambda config: AsyncProducer(config, loop), with_logger(producer_config(settings))
     )
+    # The receipts' own producer: it awaits a batch's acknowledgement as a whole, which a
+    # dead letter's record on it would hold back (kafka/batch_producer.py).
+    receipt_producer = None
+    if settings.receipts_topic:
+        receipt_producer = _kafka_client(
+            lambda config: BatchProducer(config, loop),
+            with_logger(producer_config(settings, linger_ms=1)),
+        )
+    producers = [producer] if receipt_producer is None else [producer, receipt_producer]
     try:
         checked = await _checks_unless_stopped(settings, consumer.list_topics, client, stop)
     except BaseException:  # a SettingsError (exit 2), or serve itself cancelled
-        await _close_unstarted(consumer, producer, client, decoder, schema_registry)
+        await _close_unstarted(consumer, producers, client, decoder, schema_registry)
         raise
     if not checked:
         # Asked to stop during the checks: nothing was read, so there is nothing to drain or
         # commit, and "consumer starting" would be untrue.
-        await _close_unstarted(consumer, producer, client, decoder, schema_registry)
+        await _close_unstarted(consumer, producers, client, decoder, schema_registry)
         log.info("consumer stopped before it started")
         return
     downstream = Downstream(
@@ -287,7 +298,7 @@ async def serve(
         metrics=metrics,
         in_flight=InFlight(OffsetTracker(), metrics),
         summaries=ProgressLog(),
-        receipts=make_receipts(settings, producer, schema_registry),
+        receipts=make_receipts(settings, receipt_producer, schema_registry),
     )
     app = ConsumerApp(consumer, parts, loop_limits(settings), downstream=downstream)
     health = None
@@ -311,9 +322,10 @@ async def serve(
     finally:
         await lag.stop()
         await downstream.aclose()
-        left = await producer.aclose(10.0)
-        if left:
-            log.error("producer closed with undelivered records", extra={"count": left})
+        for each in producers:
+            left = await each.aclose(10.0)
+            if left:
+                log.error("producer closed with undelivered records", extra={"count": left})
         await client.aclose()
         decoder.close()
         if schema_registry is not None:

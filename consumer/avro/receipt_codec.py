@@ -23,11 +23,11 @@ from fastavro import schemaless_reader
 from consumer.avro.codec import AvroSchema, SchemaSource, default_schema_dir, encode_record
 from consumer.avro.framing import FramingError, frame_confluent, frame_single_object, split_header
 from consumer.avro.receipt_writer import FINGERPRINT as _WRITER_FINGERPRINT
-from consumer.avro.receipt_writer import receipt_bodies, receipt_body
+from consumer.avro.receipt_writer import completed_records, receipt_body, receipt_values
 from consumer.avro.registry import RegistryError
 from consumer.core.bounded import TtlCache
 from consumer.core.errors import ConsumerError
-from consumer.core.receipts import Receipt
+from consumer.core.receipts import CompletedReceipts, Receipt
 from consumer.core.retry import wait_out_delays
 
 __all__ = [
@@ -117,16 +117,33 @@ class ReceiptEncoder:
         An empty batch asks nothing, so a registry outage cannot hold it up."""
         if not receipts:
             return []
-        if self._registry is None:
-            header = frame_single_object(b"", self.schema.fingerprint)
-        else:
-            header = frame_confluent(b"", await self._registered())
-        # Both framings are a header before the body: made once here rather than per receipt
-        # (`confluent` packs the id each time), a tenth off a Confluent batch.
-        if self.specialised:  # sharing the encoding of shared operations
-            return [header + body for body in receipt_bodies(receipts)]
+        header = await self._header()
+        if self.specialised:  # compiled where it could be built
+            return receipt_values(receipts, header)
         body = self._body
         return [header + body(receipt) for receipt in receipts]
+
+    async def encode_completed(self, batch: CompletedReceipts) -> list[dict[str, bytes]]:
+        """Each completed event's receipt as a message, {"key": its event id, "value":
+        `encode`'s bytes}, written without building the receipts where the writer is
+        specialised."""
+        if not batch:
+            return []
+        if self.specialised:
+            return completed_records(batch, await self._header())
+        receipts = batch.receipts()
+        values = await self.encode_many(receipts)
+        return [
+            {"key": receipt.event_id.encode(), "value": value}
+            for receipt, value in zip(receipts, values, strict=True)
+        ]
+
+    async def _header(self) -> bytes:
+        """The framing before every body. Made once per batch rather than per receipt
+        (`confluent` packs the id each time): a tenth off a Confluent batch."""
+        if self._registry is None:
+            return frame_single_object(b"", self.schema.fingerprint)
+        return frame_confluent(b"", await self._registered())
 
     def _fastavro_body(self, receipt: Receipt) -> bytes:
         return encode_record(receipt.to_record(), self.schema)

@@ -15,16 +15,39 @@ What the schema cannot hold raises ValueError: an outcome that is no symbol of i
 field outside 32 bits or a long outside 64, text that is not UTF-8 (UnicodeEncodeError). fastavro
 refuses the same, but for an out-of-range plain (non-union) int, which it writes as a long: bytes
 that no other Avro reader takes.
+
+The same writer compiled (consumer/avro/_receipt.c, built by `pip install` where a compiler is)
+writes whole values, framing and body, for `receipt_values`: in C a receipt costs a few field
+copies (0.3 µs against 6 here); this module stays its reference and the fallback without a
+compiler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Protocol
 
-from consumer.core.receipts import COMPLETED, DEAD_LETTERED, OperationReport, Receipt
+from consumer.core.events import EventType
+from consumer.core.receipts import (
+    COMPLETED,
+    DEAD_LETTERED,
+    CompletedReceipts,
+    OperationReport,
+    Receipt,
+    all_verified,
+)
 
-__all__ = ["FINGERPRINT", "operations_array", "receipt_bodies", "receipt_body"]
+__all__ = [
+    "COMPILED",
+    "FINGERPRINT",
+    "completed_records",
+    "completed_records_py",
+    "operations_array",
+    "receipt_bodies",
+    "receipt_body",
+    "receipt_values",
+    "receipt_values_py",
+]
 
 # CRC-64-AVRO of the Parsing Canonical Form of schemas/deletion_receipt.avsc, as
 # `AvroSchema.fingerprint` computes it: the schema this writer writes.
@@ -118,6 +141,22 @@ def receipt_bodies(receipts: Iterable[Receipt]) -> list[bytes]:
             shared, encoded = operations, operations_array(operations)
         bodies.append(_with_fallback(receipt, encoded))
     return bodies
+
+
+def receipt_values_py(receipts: Sequence[Receipt], header: bytes) -> list[bytes]:
+    """Each receipt's value: `header` (its framing), then its body."""
+    return [header + body for body in receipt_bodies(receipts)]
+
+
+def completed_records_py(batch: CompletedReceipts, header: bytes) -> list[dict[str, bytes]]:
+    """Each completed event's receipt as a message: {"key": its event id, "value": `header`
+    then its body}, the record as confluent-kafka's `produce_batch` takes it."""
+    receipts = batch.receipts()
+    values = receipt_values(receipts, header)
+    return [
+        {"key": receipt.event_id.encode(), "value": value}
+        for receipt, value in zip(receipts, values, strict=True)
+    ]
 
 
 def operations_array(operations: Sequence[OperationReport]) -> bytes:
@@ -231,3 +270,55 @@ def _body(receipt: Receipt, operations: bytes, varints: _Varints) -> bytes:
         offset = _long(original.offset)
         parts += (_SET, varints[len(topic)], topic, ints[original.partition], offset)
     return b"".join(parts)
+
+
+def _compiled_values() -> Callable[[Sequence[Receipt], bytes], list[bytes]] | None:
+    """`receipt_values` compiled (consumer/avro/_receipt.c), built by `pip install` with a
+    compiler; it asks `operations_array` for each run of receipts sharing their operations."""
+    try:
+        from consumer.avro._receipt import values
+    except ImportError:  # pragma: no cover - a checkout installed without a C compiler
+        return None
+
+    def compiled(receipts: Sequence[Receipt], header: bytes) -> list[bytes]:
+        return values(receipts, header, operations_array)
+
+    return compiled
+
+
+def _compiled_completed() -> Callable[[CompletedReceipts, bytes], list[dict[str, bytes]]] | None:
+    """`completed_records` compiled: no `Receipt` is built, the bytes are written from the
+    batch's parts; it asks `_described` for each run of events sharing their operations."""
+    try:
+        from consumer.avro._receipt import completed
+    except ImportError:  # pragma: no cover - a checkout installed without a C compiler
+        return None
+
+    def compiled(batch: CompletedReceipts, header: bytes) -> list[dict[str, bytes]]:
+        return completed(
+            batch.events,
+            batch.operations,
+            batch.completed_at_ms,
+            batch.group,
+            batch.records,
+            header,
+            _TYPE_NAMES,
+            _described,
+        )
+
+    return compiled
+
+
+def _described(operations: tuple[OperationReport, ...]) -> tuple[bytes, bool]:
+    return operations_array(operations), all_verified(operations)
+
+
+_TYPE_NAMES: Final = {kind: kind.value for kind in EventType}
+_COMPILED_VALUES: Final = _compiled_values()
+COMPILED: Final = _COMPILED_VALUES is not None
+receipt_values: Callable[[Sequence[Receipt], bytes], list[bytes]] = (
+    _COMPILED_VALUES or receipt_values_py
+)
+completed_records: Callable[[CompletedReceipts, bytes], list[dict[str, bytes]]] = (
+    _compiled_completed() or completed_records_py
+)

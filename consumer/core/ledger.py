@@ -86,3 +86,18 @@ class FlushLedger:
     def copies(self, ref: Ref) -> list[Ref]:
         """The later records of the flush that asked for the same thing as this event."""
         return self._copies.get(ref, [])
+
+    # For the receipts of up to a thousand events an operation completed together: the lookups
+    # in one comprehension or `map` each, rather than three method calls per event.
+
+    def reports_of(self, refs: Iterable[Ref]) -> list[tuple[OperationReport, ...]]:
+        reports = self._reports.get
+        return [reports(ref, ()) for ref in refs]
+
+    def finished_at_of(self, refs: Iterable[Ref]) -> list[float | None]:
+        return list(map(self._finished_at.get, refs))
+
+    def repeated(self, refs: Iterable[Ref]) -> list[Ref]:
+        """Those of `refs` that later records of the flush repeated."""
+        copies = self._copies
+        return [ref for ref in refs if ref in copies] if copies else []

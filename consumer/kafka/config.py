@@ -97,13 +97,18 @@ def consumer_config(settings: Settings) -> dict[str, object]:
     return config
 
 
-def producer_config(settings: Settings) -> dict[str, object]:
-    """librdkafka producer configuration (DLQ, receipts), without consumer-only properties."""
+def producer_config(settings: Settings, *, linger_ms: float = 5) -> dict[str, object]:
+    """librdkafka producer configuration (DLQ, receipts), without consumer-only properties.
+
+    `linger_ms` is ours, and the pass-through's `linger.ms` wins over it: the receipts'
+    producer takes 1, as the receipt sink gathers its batches itself and sends one at a time
+    (kafka/batch_producer.py), where a linger would only add its wait to each.
+    """
     config: dict[str, object] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 5,
+        "linger.ms": linger_ms,
         # The Java client's partitioner (librdkafka's default is CRC32): a receipt's partition
         # is then computable from its event id by `receipts` and by any Kafka tool, so a
         # lookup reads one partition (core/partitioning.py).

@@ -31,6 +31,7 @@ from consumer.core.ledger import FlushLedger
 from consumer.core.outcome import Failure
 from consumer.core.planner import Operation, Plan, Ref, plan
 from consumer.core.receipts import (
+    CompletedReceipts,
     Position,
     Receipt,
     completed,
@@ -222,7 +223,7 @@ class Flush:
         if finished:
             sink = self._receipts
             if sink is not None:
-                await sink.write(self._completed_receipts(finished, sink.group))
+                await sink.write(*self._completed_receipts(finished, sink.group))
             self._settled_deleted(finished)
         if failed:
             await asyncio.gather(*(self._finish(ref) for ref in failed))
@@ -253,8 +254,12 @@ class Flush:
                     "memory_id_count": len(event.memory_ids),
                 },
             )
-        if self._receipts is not None:
-            await self._receipts.write(self._receipts_for(ref, letter, self._receipts))
+        sink = self._receipts
+        if sink is not None:
+            if letter is None:
+                await sink.write(*self._completed_receipts([ref], sink.group))
+            else:
+                await sink.write(self._dead_lettered_receipts(ref, letter, sink))
         if letter is None:
             self._settled_deleted([ref])
             return
@@ -316,37 +321,46 @@ class Flush:
             self._summary.duplicates += count
         self._in_flight.settle([self._owners[copy] for copy in copies])
 
-    def _completed_receipts(self, refs: list[Ref], group: str) -> list[Receipt]:
-        """The receipts of events every operation of which succeeded, and one per duplicate
-        record pointing at its event's: an operation finishes up to a thousand events at once,
-        so this is one loop with its lookups bound."""
+    def _completed_receipts(
+        self, refs: list[Ref], group: str
+    ) -> tuple[list[Receipt], CompletedReceipts]:
+        """The receipts of events every operation of which succeeded: as their parts (the
+        writer needs no `Receipt` for them), but for events repeated in the flush, whose
+        receipts are built with one per duplicate record pointing at its event's. An operation
+        finishes up to a thousand events at once, so the parts are each one `map`."""
         ledger = self._ledger
         assert ledger is not None
         events, owners = self._events, self._owners
-        reports, finished_at, copies_of = ledger.reports, ledger.finished_at, ledger.copies
         now_ms = int(time.time() * 1000)
-        receipts: list[Receipt] = []
-        for ref in refs:
-            finished = finished_at(ref)
-            receipt = completed(
-                events[ref],
-                reports(ref),
-                completed_at_ms=now_ms if finished is None else int(finished * 1000),
-                group=group,
-                position=_position(owners[ref]),
-            )
-            receipts.append(receipt)
-            copies = copies_of(ref)
-            if copies:
-                receipts += [duplicate(receipt, _position(owners[copy])) for copy in copies]
-        return receipts
+        repeated: list[Receipt] = []
+        copied = ledger.repeated(refs)
+        if copied:
+            for ref in copied:
+                finished = ledger.finished_at(ref)
+                receipt = completed(
+                    events[ref],
+                    ledger.reports(ref),
+                    completed_at_ms=now_ms if finished is None else int(finished * 1000),
+                    group=group,
+                    position=_position(owners[ref]),
+                )
+                repeated.append(receipt)
+                repeated += [duplicate(receipt, _position(owners[c])) for c in ledger.copies(ref)]
+            alone = set(copied)
+            refs = [ref for ref in refs if ref not in alone]
+        batch = CompletedReceipts(
+            list(map(events.__getitem__, refs)),
+            ledger.reports_of(refs),
+            [now_ms if at is None else int(at * 1000) for at in ledger.finished_at_of(refs)],
+            group,
+            list(map(owners.__getitem__, refs)),
+        )
+        return repeated, batch
 
-    def _receipts_for(
-        self, ref: Ref, letter: DeadLetter | None, sink: ReceiptSink
+    def _dead_lettered_receipts(
+        self, ref: Ref, letter: DeadLetter, sink: ReceiptSink
     ) -> list[Receipt]:
-        """The event's receipt, and one per duplicate record pointing at it."""
-        if letter is None:
-            return self._completed_receipts([ref], sink.group)
+        """The dead-lettered event's receipt, and one per duplicate record pointing at it."""
         ledger = self._ledger
         assert ledger is not None
         receipt = dead_lettered(

@@ -72,7 +72,14 @@ KAFKA_PROPERTY_FLAG = "--kafka-property"
 REGISTRY_PROPERTY_FLAG = "--schema-registry-property"
 
 _PROPERTY = re.compile(r"[A-Za-z0-9._-]+")
-_MUST_STAY_FALSE = frozenset({"enable.auto.commit", "enable.auto.offset.store"})
+# Properties the consumer's correctness rests on, and why.
+_MUST_STAY_FALSE = {
+    "enable.auto.commit": "offsets are stored after the work",
+    "enable.auto.offset.store": "offsets are stored after the work",
+    # A dead letter's write waits for its record's report (the receipts' producer sets it
+    # itself, kafka/batch_producer.py): with success reports off it would wait for ever.
+    "delivery.report.only.error": "a dead letter waits for its delivery report",
+}
 
 
 def read_text(path: str) -> str:
@@ -273,7 +280,7 @@ def _check_property(name: str, prop: str, value: str) -> None:
     if prop in DEDICATED_PROPERTIES:
         raise SettingsError(name, f"{prop} is set with {DEDICATED_PROPERTIES[prop]}")
     if prop in _MUST_STAY_FALSE and value.strip().lower() != "false":
-        raise SettingsError(name, f"{prop} must stay false: offsets are stored after the work")
+        raise SettingsError(name, f"{prop} must stay false: {_MUST_STAY_FALSE[prop]}")
 
 
 def _check_registry_property(name: str, prop: str, value: str) -> None:

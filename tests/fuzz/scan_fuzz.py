@@ -115,9 +115,9 @@ def toolchain() -> tuple[str, str, list[str]] | str:
     return cc, include, runtimes
 
 
-def build(cc: str, include: str, source: Path, directory: Path) -> Path:
-    """The C file as a sanitized extension module, named as the loader wants it."""
-    target = directory / f"_scan{sysconfig.get_config_var('EXT_SUFFIX')}"
+def build(cc: str, include: str, source: Path, directory: Path, name: str = "_scan") -> Path:
+    """The C file as a sanitized extension module `name`, named as the loader wants it."""
+    target = directory / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     command = [
         cc, "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
         "-fsanitize=address,undefined", "-fno-sanitize-recover=all",  # the first report stops
@@ -127,23 +127,41 @@ def build(cc: str, include: str, source: Path, directory: Path) -> Path:
     return target
 
 
-def parent(args: argparse.Namespace) -> int:
+class NoBuild(Exception):
+    """The sanitized module could not be built; `code` is the run's exit (0: skipped)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def sanitized(what: str, source: Path, directory: Path, name: str) -> tuple[Path, dict[str, str]]:
+    """`source` built with the sanitizers into `directory` as module `name`, and the environment
+    a child needs to load it (the runtimes preloaded); NoBuild, having said why, when there is
+    no toolchain (a failure with CI set, else a skip) or the file does not compile."""
     found = toolchain()
     if isinstance(found, str):
         if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            print(f"scan fuzz: FAILED, {found}; CI must run it", file=sys.stderr)
-            return 1
-        print(f"scan fuzz: skipped, {found}", file=sys.stderr)
-        return 0
+            print(f"{what}: FAILED, {found}; CI must run it", file=sys.stderr)
+            raise NoBuild(1)
+        print(f"{what}: skipped, {found}", file=sys.stderr)
+        raise NoBuild(0)
     cc, include, runtimes = found
+    try:
+        module = build(cc, include, source, directory, name)
+    except subprocess.CalledProcessError:
+        print(f"{what}: FAILED, {source} does not compile", file=sys.stderr)
+        raise NoBuild(1) from None
+    preload = ":".join([*runtimes, *filter(None, [os.environ.get("LD_PRELOAD")])])
+    return module, {**os.environ, **SANITIZERS, "LD_PRELOAD": preload}
+
+
+def parent(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="scan-fuzz-") as tmp:
         try:
-            module = build(cc, include, args.source, Path(tmp))
-        except subprocess.CalledProcessError:
-            print(f"scan fuzz: FAILED, {args.source} does not compile", file=sys.stderr)
-            return 1
-        preload = ":".join([*runtimes, *filter(None, [os.environ.get("LD_PRELOAD")])])
-        env = {**os.environ, **SANITIZERS, "LD_PRELOAD": preload}
+            module, env = sanitized("scan fuzz", args.source, Path(tmp), "_scan")
+        except NoBuild as exc:
+            return exc.code
         jobs = 1 if args.replay is not None else max(1, args.jobs)
         children = [
             _start(args, module, Path(tmp) / f"input-{job}", job, env) for job in range(jobs)

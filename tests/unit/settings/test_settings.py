@@ -456,6 +456,11 @@ def test_describe_and_repr_mask_secrets() -> None:
             "offsets are stored after the work",
         ),
         (
+            {"KAFKA_DELIVERY_REPORT_ONLY_ERROR": "true"},
+            "KAFKA_DELIVERY_REPORT_ONLY_ERROR: delivery.report.only.error must stay false: "
+            "a dead letter waits for its delivery report",
+        ),
+        (
             {"KAFKA_BOOTSTRAP_SERVERS_FILE": "/f"},
             "KAFKA_BOOTSTRAP_SERVERS_FILE: cannot be combined with KAFKA_BOOTSTRAP_SERVERS",
         ),
