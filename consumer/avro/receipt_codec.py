@@ -23,7 +23,12 @@ from fastavro import schemaless_reader
 from consumer.avro.codec import AvroSchema, SchemaSource, default_schema_dir, encode_record
 from consumer.avro.framing import FramingError, frame_confluent, frame_single_object, split_header
 from consumer.avro.receipt_writer import FINGERPRINT as _WRITER_FINGERPRINT
-from consumer.avro.receipt_writer import completed_records, receipt_body, receipt_values
+from consumer.avro.receipt_writer import (
+    as_messages,
+    completed_records,
+    receipt_body,
+    receipt_values,
+)
 from consumer.avro.registry import RegistryError
 from consumer.core.bounded import TtlCache
 from consumer.core.errors import ConsumerError
@@ -123,20 +128,18 @@ class ReceiptEncoder:
         body = self._body
         return [header + body(receipt) for receipt in receipts]
 
+    async def encode_messages(self, receipts: Sequence[Receipt]) -> list[dict[str, bytes]]:
+        """Each receipt as a message, {"key": its event id, "value": `encode`'s bytes}."""
+        return as_messages(receipts, await self.encode_many(receipts))
+
     async def encode_completed(self, batch: CompletedReceipts) -> list[dict[str, bytes]]:
-        """Each completed event's receipt as a message, {"key": its event id, "value":
-        `encode`'s bytes}, written without building the receipts where the writer is
-        specialised."""
+        """`encode_messages` of `batch.receipts()`, written without building the receipts
+        where the writer is specialised."""
         if not batch:
             return []
         if self.specialised:
             return completed_records(batch, await self._header())
-        receipts = batch.receipts()
-        values = await self.encode_many(receipts)
-        return [
-            {"key": receipt.event_id.encode(), "value": value}
-            for receipt, value in zip(receipts, values, strict=True)
-        ]
+        return await self.encode_messages(batch.receipts())
 
     async def _header(self) -> bytes:
         """The framing before every body. Made once per batch rather than per receipt

@@ -40,6 +40,7 @@ from consumer.core.receipts import (
 __all__ = [
     "COMPILED",
     "FINGERPRINT",
+    "as_messages",
     "completed_records",
     "completed_records_py",
     "operations_array",
@@ -152,7 +153,11 @@ def completed_records_py(batch: CompletedReceipts, header: bytes) -> list[dict[s
     """Each completed event's receipt as a message: {"key": its event id, "value": `header`
     then its body}, the record as confluent-kafka's `produce_batch` takes it."""
     receipts = batch.receipts()
-    values = receipt_values(receipts, header)
+    return as_messages(receipts, receipt_values(receipts, header))
+
+
+def as_messages(receipts: Sequence[Receipt], values: Sequence[bytes]) -> list[dict[str, bytes]]:
+    """Each receipt with its value as a message, keyed by its event id."""
     return [
         {"key": receipt.event_id.encode(), "value": value}
         for receipt, value in zip(receipts, values, strict=True)

@@ -51,11 +51,7 @@ class ReceiptSink:
         if completed:
             messages += await encoder.encode_completed(completed)
         if receipts:
-            values = await encoder.encode_many(receipts)
-            messages += [
-                {"key": receipt.event_id.encode(), "value": value}
-                for receipt, value in zip(receipts, values, strict=True)
-            ]
+            messages += await encoder.encode_messages(receipts)
         if not messages:
             return
         batch = self._open
